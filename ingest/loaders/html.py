@@ -1,0 +1,111 @@
+"""HTML: visible text only (no script, style or nav), one section per h1-h6 with its heading path."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bs4 import BeautifulSoup, NavigableString, Tag
+from bs4.element import PreformattedString
+
+from ingest.document import LoadedDocument
+from ingest.loaders.headings import Heading, sections_at_headings
+from ingest.loaders.text import decode_text
+
+EXTENSIONS = frozenset({".html", ".htm", ".xhtml"})
+
+_DROPPED = ["script", "style", "nav", "noscript", "template", "svg", "iframe"]
+_HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+_BLOCKS = _HEADINGS | {
+    "address", "article", "aside", "blockquote", "caption", "dd", "details", "div", "dl", "dt",
+    "fieldset", "figcaption", "figure", "footer", "form", "header", "hr", "li", "main", "ol", "p",
+    "pre", "section", "summary", "table", "tr", "ul",
+}
+_HEADING_TAG = re.compile(r"<(h[1-6])\b", re.IGNORECASE)
+
+
+def load_html(path: Path, data: bytes) -> LoadedDocument:
+    """Sections start at their heading tag's place in the file; lines inside a section are extracted lines."""
+    source = decode_text(data)
+    soup = BeautifulSoup(source, "lxml")
+    places = _heading_places(soup, source)
+    for tag in soup.find_all(_DROPPED):
+        tag.decompose()
+    lines, headings, tags = _extract(soup.body or soup)
+    text = "\n".join(lines)
+    sections = sections_at_headings(text, headings)
+    starts = {heading.line + 1: places.get(id(tag)) for heading, tag in zip(headings, tags, strict=True)}
+    for section in sections:
+        place = starts.get(section.start_line)
+        if place is not None:
+            section.start_char = place
+            section.start_line = source.count("\n", 0, place) + 1
+    return LoadedDocument(path, "html", sections)
+
+
+def _heading_places(soup: BeautifulSoup, source: str) -> dict[int, int]:
+    """Character offset of each heading tag in the source, pairing tags and `<hN` matches in order."""
+    matches = iter(_HEADING_TAG.finditer(source))
+    places = {}
+    for tag in soup.find_all(sorted(_HEADINGS)):
+        match = next((m for m in matches if m.group(1).lower() == tag.name), None)
+        if match is None:
+            break
+        places[id(tag)] = match.start()
+    return places
+
+
+def _extract(root: Tag) -> tuple[list[str], list[Heading], list[Tag]]:
+    """Lines of visible text (one per block element, table rows as "a | b"), and where headings start."""
+    lines: list[str] = []
+    headings: list[Heading] = []
+    heading_tags: list[Tag] = []
+    buffer: list[str] = []
+    block: Tag | None = None
+    cell: Tag | None = None
+
+    def flush() -> None:
+        if block is not None and block.name == "pre":
+            lines.extend(line.rstrip() for line in "".join(buffer).strip("\n").split("\n"))
+        elif line := " ".join("".join(buffer).split()):
+            lines.append(line)
+        buffer.clear()
+
+    for node in root.descendants:
+        if isinstance(node, Tag):
+            if node.name == "br":
+                flush()
+            continue
+        if not isinstance(node, NavigableString) or isinstance(node, PreformattedString):
+            continue
+        node_block, node_cell = _context(node)
+        if node_block is not block:
+            flush()
+            block, cell = node_block, node_cell
+            title = _heading_title(block)
+            if title:
+                headings.append(Heading(len(lines), int(block.name[1]), title))
+                heading_tags.append(block)
+        elif node_cell is not cell:
+            buffer.append(" | ")
+            cell = node_cell
+        buffer.append(str(node))
+    flush()
+    return lines, headings, heading_tags
+
+
+def _heading_title(block: Tag | None) -> str:
+    if block is None or block.name not in _HEADINGS:
+        return ""
+    return " ".join(block.get_text(" ").split())
+
+
+def _context(node: NavigableString) -> tuple[Tag | None, Tag | None]:
+    """The nearest block element around `node`, and the table cell it sits in, if any."""
+    cell = None
+    for parent in node.parents:
+        if parent.name in ("td", "th") and cell is None:
+            cell = parent
+        if parent.name in _BLOCKS:
+            return parent, cell
+    return None, cell

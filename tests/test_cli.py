@@ -1,0 +1,45 @@
+"""The installed command-line tools, run as a user would: rag-ingest and rag-ask (plain and --json)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.facts import FACT_QUESTION
+
+BIN = Path(sys.executable).parent
+
+
+def run(tool: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def test_rag_ingest_json_report_then_rag_ask_json(tmp_path, fact_corpus):
+    index = tmp_path / "cli-index"
+    ingested = run("rag-ingest", str(fact_corpus), "--index", str(index), "--json")
+    assert ingested.returncode == 0, ingested.stderr
+    report = json.loads(ingested.stdout)
+    assert report["counts"]["added"] == 4 and report["counts"]["skipped"] == 0
+    assert report["chunks_written"] >= 4
+
+    asked = run("rag-ask", FACT_QUESTION, "--index", str(index), "--json", "--max-new-tokens", "32")
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert set(answer) >= {"text", "sources", "steps"}
+    first = answer["sources"][0]
+    assert Path(first["path"]).name == "fountain.txt"
+    assert isinstance(first["score"], float) and "Tuesday" in first["text"]
+
+    plain = run("rag-ask", FACT_QUESTION, "--index", str(index), "--max-new-tokens", "24")
+    assert plain.returncode == 0, plain.stderr
+    assert "[1]" in plain.stdout and "fountain.txt" in plain.stdout
+
+
+def test_rag_ask_on_a_missing_index_fails_clearly(tmp_path):
+    asked = run("rag-ask", "anything", "--index", str(tmp_path / "missing"))
+    assert asked.returncode == 2
+    assert "rag-ingest" in asked.stderr

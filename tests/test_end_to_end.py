@@ -1,0 +1,71 @@
+"""From a folder with a made-up fact to a cited answer: Python API, streaming and the index contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag_app.index.errors import EmbedderMismatchError, IndexNotFoundError
+from rag_app.index.store import IndexStore
+from tests.facts import FACT_QUESTION
+
+
+def test_answer_comes_from_the_file_with_the_fact(agent, fact_corpus):
+    answer = agent.ask(FACT_QUESTION)
+    assert answer.sources, "the fact must be retrieved"
+    assert Path(answer.sources[0].path) == (fact_corpus / "fountain.txt").resolve()
+    assert "Tuesday" in answer.sources[0].text
+    assert answer.text.strip()
+    assert answer.steps[0].tool == "search_documents"
+    assert answer.steps[0].tool_input == FACT_QUESTION
+    assert any("Tuesday" in sentence for sentence in answer.evidence)
+
+
+def test_every_citation_points_to_a_retrieved_passage(agent):
+    answer = agent.ask(FACT_QUESTION)
+    import re
+
+    numbers = {int(n) for group in re.findall(r"\[([\d,\s]+)\]", answer.text) for n in group.split(",") if n.strip()}
+    assert numbers <= {source.number for source in answer.sources}
+    assert answer.cited == bool(numbers)
+
+
+def test_stream_yields_steps_then_tokens_then_the_answer(agent):
+    events = list(agent.stream(FACT_QUESTION))
+    kinds = [event.kind for event in events]
+    assert kinds[0] == "step" and kinds[-1] == "answer"
+    assert "token" in kinds
+    streamed = "".join(event.text for event in events if event.kind == "token")
+    assert streamed.strip()
+    assert events[-1].answer.sources
+
+
+def test_history_is_accepted_and_reported(agent):
+    history = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi! Ask me anything."}]
+    answer = agent.ask(FACT_QUESTION, history=history)
+    assert answer.dropped_turns == 0
+    assert 0 < answer.prompt_tokens <= answer.context_window
+
+
+def test_opening_with_another_embedder_is_refused_with_advice(fact_index):
+    with pytest.raises(EmbedderMismatchError) as raised:
+        IndexStore.open(fact_index, embedder_name="some-other-embedder")
+    message = str(raised.value)
+    assert "all-MiniLM-L6-v2" in message and "--embedder" in message
+
+
+def test_a_missing_index_says_how_to_build_one(tmp_path):
+    with pytest.raises(IndexNotFoundError, match="rag-ingest"):
+        IndexStore.open(tmp_path / "nothing-here")
+
+
+def test_manifest_records_embedder_dimension_chunking_and_version(fact_index):
+    import json
+
+    manifest = json.loads((fact_index / "manifest.json").read_text())
+    assert manifest["embedder"] == "all-MiniLM-L6-v2"
+    assert manifest["dimension"] == 384
+    assert manifest["chunking"]["max_tokens"] <= 256
+    assert manifest["chunker_version"]
+    assert manifest["project_version"]

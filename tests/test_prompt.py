@@ -1,0 +1,296 @@
+"""The token-exact prompt budget, checked against the real SmolLM2 tokenizer and chat template."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from transformers import AutoTokenizer
+
+from rag_app.models.llm import resolve_model_location
+from rag_app.models.tokens import chat_token_ids, count_chat_tokens
+from rag_app.prompt import (
+    MARKER,
+    BuiltPrompt,
+    Passage,
+    PromptBuilder,
+    PromptTooSmallError,
+    group_turns,
+    user_content,
+)
+
+SYSTEM = "You are a helpful assistant. Answer from the passages and cite them like [1]."
+PIECES = [
+    "the",
+    " retrieval",
+    " model",
+    " answers",
+    ".",
+    ",",
+    " ",
+    "  ",
+    "\n",
+    "\n\n",
+    "?",
+    "42",
+    "Q:",
+    "你好",
+    "世界",
+    "检索",
+    "增强",
+    "。",
+    "🎉",
+    "🚀",
+    "👩‍💻",
+    "ü",
+    "é",
+]
+CHARS = "abcdefghij XYZ.,!?\n0123456789你好世界检索增强生成。😀🎉🚀ñüé"
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Any:
+    return AutoTokenizer.from_pretrained(resolve_model_location("SmolLM2-135M-Instruct"))
+
+
+def user_turn(text: str, reply: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
+
+
+def floor_tokens(tokenizer: Any, system: str = SYSTEM) -> int:
+    """The smallest prompt: the system message and an empty question."""
+    return count_chat_tokens(tokenizer, [{"role": "system", "content": system}, {"role": "user", "content": ""}])
+
+
+def builder_for_budget(tokenizer: Any, budget: int, max_new_tokens: int = 64, **kwargs: Any) -> PromptBuilder:
+    return PromptBuilder(tokenizer, budget + max_new_tokens, max_new_tokens, **kwargs)
+
+
+def check_invariants(
+    tokenizer: Any,
+    built: BuiltPrompt,
+    system: str,
+    passages: list[Passage],
+    history: list[dict],
+    question: str,
+) -> None:
+    """What every built prompt must satisfy, whatever was dropped."""
+    messages = built.messages
+    assert count_chat_tokens(tokenizer, messages) == built.tokens <= built.budget
+    assert messages[0] == {"role": "system", "content": system}
+    assert messages[-1]["role"] == "user"
+    assert built.passages == passages[: len(built.passages)]
+    assert built.dropped_passages == len(passages) - len(built.passages)
+    prefix = user_content(built.passages, "")
+    assert messages[-1]["content"].startswith(prefix)
+    shown = messages[-1]["content"][len(prefix) :]
+    if not built.question_truncated:
+        assert shown == question
+    elif shown:
+        head, marker, tail = shown.partition(MARKER)
+        assert marker and question.startswith(head) and question.endswith(tail)
+    turns = group_turns(history)
+    replayed = turns[built.dropped_turns :]
+    assert messages[1:-1] == [message for turn in replayed for message in turn]
+
+
+long_texts = st.tuples(st.text(alphabet=CHARS, min_size=1, max_size=100), st.integers(1, 30)).map(
+    lambda unit: (unit[0] * unit[1])[:3000]
+)
+texts = st.one_of(
+    st.lists(st.sampled_from(PIECES), max_size=60).map("".join),
+    st.text(alphabet=CHARS, max_size=200),
+    st.just(""),
+)
+turns_strategy = st.lists(
+    st.tuples(texts, st.lists(texts, min_size=0, max_size=2)).map(
+        lambda turn: (
+            [{"role": "user", "content": turn[0]}] + [{"role": "assistant", "content": reply} for reply in turn[1]]
+        )
+    ),
+    max_size=30,
+)
+passages_strategy = st.lists(
+    st.tuples(
+        st.one_of(texts, long_texts),
+        st.sampled_from(["guide.md, lines 3-9", "手册.pdf, p. 2", "notes.txt"]),
+    ),
+    max_size=10,
+).map(lambda items: [Passage(n, text, label) for n, (text, label) in enumerate(items, start=1)])
+
+
+def windows_from(minimum: int) -> st.SearchStrategy[int]:
+    """Context windows at the minimum, just above it (the question gets cut), or anything up to 4096."""
+    return st.one_of(
+        st.just(minimum),
+        st.integers(minimum + 5, minimum + 80),
+        st.integers(minimum + 81, max(minimum + 81, 4096)),
+    )
+
+
+questions = st.one_of(
+    st.just(""),
+    st.lists(st.sampled_from(PIECES), min_size=1, max_size=200).map("".join),
+    long_texts,
+)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    data=st.data(),
+    turns=turns_strategy,
+    passages=passages_strategy,
+    question=questions,
+    system=st.sampled_from([SYSTEM, "", "你是一个乐于助人的助手。🎉"]),
+    max_new_tokens=st.integers(min_value=1, max_value=512),
+    share=st.sampled_from([0.0, 0.3, 0.6, 1.0]),
+)
+def test_every_prompt_fits_exactly(
+    tokenizer: Any,
+    data: st.DataObject,
+    turns: list[list[dict[str, str]]],
+    passages: list[Passage],
+    question: str,
+    system: str,
+    max_new_tokens: int,
+    share: float,
+) -> None:
+    minimum = floor_tokens(tokenizer, system) + max_new_tokens
+    window = data.draw(windows_from(minimum), label="window")
+    history = [message for turn in turns for message in turn]
+    built = PromptBuilder(tokenizer, window, max_new_tokens, share).build(system, passages, history, question)
+    check_invariants(tokenizer, built, system, passages, history, question)
+    assert built.budget == window - max_new_tokens
+
+
+def test_chat_token_ids_match_the_template(tokenizer: Any) -> None:
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "你好 🎉"}]
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert chat_token_ids(tokenizer, messages) == tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_oldest_turns_are_dropped_first(tokenizer: Any) -> None:
+    question = "What did we decide?"
+    history = [m for letter in "abcdefghij" for m in user_turn(f"Point {letter}?", f"Agreed on {letter}.")]
+    head = [{"role": "system", "content": SYSTEM}]
+    base = count_chat_tokens(tokenizer, [*head, {"role": "user", "content": question}])
+    costs = {
+        count_chat_tokens(tokenizer, [*head, *history[i : i + 2], {"role": "user", "content": question}]) - base
+        for i in range(0, len(history), 2)
+    }
+    assert len(costs) == 1
+    turn_cost = costs.pop()
+    built = builder_for_budget(tokenizer, base + 3 * turn_cost + turn_cost // 2).build(SYSTEM, [], history, question)
+    assert built.dropped_turns == 7
+    assert built.messages[1:-1] == history[-6:]
+    assert built.tokens == base + 3 * turn_cost
+
+
+def test_least_relevant_passages_are_dropped_first(tokenizer: Any) -> None:
+    question = "How do I install it?"
+    passages = [
+        Passage(1, "Run make install in the project folder.", "guide.md, lines 3-9"),
+        Passage(2, "Install notes. " * 200, "notes.md, lines 1-400"),
+        Passage(3, "Use Python 3.11.", "readme.md, lines 1-2"),
+    ]
+    head = {"role": "system", "content": SYSTEM}
+    fits = count_chat_tokens(tokenizer, [head, {"role": "user", "content": user_content(passages[::2], question)}])
+    built = builder_for_budget(tokenizer, fits).build(SYSTEM, passages, [], question)
+    assert built.passages == passages[:1]
+    assert built.dropped_passages == 2
+    assert built.messages[-1]["content"] == user_content(passages[:1], question)
+
+
+def test_passages_keep_to_their_share_and_the_rest_goes_to_history(tokenizer: Any) -> None:
+    question = "Summarise the passages."
+    passages = [Passage(n, f"Fact number {n} is about retrieval. " * 10, f"doc{n}.md") for n in range(1, 11)]
+    history = [m for n in range(40) for m in user_turn(f"Question {n} about the docs?", f"Answer {n}. " * 5)]
+    builder = builder_for_budget(tokenizer, 1500, passage_share=0.6)
+    built = builder.build(SYSTEM, passages, history, question)
+    head = {"role": "system", "content": SYSTEM}
+    base = count_chat_tokens(tokenizer, [head, {"role": "user", "content": question}])
+    with_passages = count_chat_tokens(
+        tokenizer, [head, {"role": "user", "content": user_content(built.passages, question)}]
+    )
+    assert 0 < len(built.passages) < len(passages)
+    assert with_passages - base <= 0.6 * (built.budget - base)
+    assert 0 < built.dropped_turns < 40
+    newest_dropped = history[2 * built.dropped_turns - 2 : 2 * built.dropped_turns]
+    grown = [built.messages[0], *newest_dropped, *built.messages[1:]]
+    assert count_chat_tokens(tokenizer, grown) > built.budget
+    alone = builder.build(SYSTEM, passages, [], question)
+    assert len(alone.passages) > len(built.passages)
+
+
+def test_long_question_is_cut_in_the_middle(tokenizer: Any) -> None:
+    question = "START of the question. " + "filler words 填充 🎉 " * 400 + "the END?"
+    builder = builder_for_budget(tokenizer, floor_tokens(tokenizer) + 40)
+    built = builder.build(SYSTEM, [Passage(1, "Some passage.", "a.md")], user_turn("hi", "hello"), question)
+    shown = built.messages[-1]["content"]
+    head, marker, tail = shown.partition(MARKER)
+    assert built.question_truncated and marker
+    assert head.startswith("START") and question.startswith(head)
+    assert tail.endswith("END?") and question.endswith(tail)
+    assert built.messages == [{"role": "system", "content": SYSTEM}, {"role": "user", "content": shown}]
+    assert built.tokens == count_chat_tokens(tokenizer, built.messages) <= built.budget
+    assert built.budget - built.tokens <= 3
+    assert (built.dropped_turns, built.dropped_passages) == (1, 1)
+
+
+def test_too_small_a_window_raises(tokenizer: Any) -> None:
+    with pytest.raises(PromptTooSmallError, match="raise the context window or lower max_new_tokens"):
+        PromptBuilder(tokenizer, 64, 60).build(SYSTEM, [], [], "Hi?")
+    with pytest.raises(PromptTooSmallError):
+        PromptBuilder(tokenizer, 512, 600).build("", [], [], "")
+    built = builder_for_budget(tokenizer, floor_tokens(tokenizer)).build(SYSTEM, [], [], "A question")
+    assert built.question_truncated and built.tokens == built.budget
+
+
+def test_history_is_coerced_and_other_roles_skipped(tokenizer: Any) -> None:
+    history = [
+        {"role": "system", "content": "old system prompt"},
+        {"role": "assistant", "content": "Welcome!"},
+        {"role": "user", "content": [{"type": "text", "text": "part one"}, {"type": "file", "file": {}}]},
+        {"role": "assistant", "content": None},
+        {"role": "user", "content": 42},
+    ]
+    built = builder_for_budget(tokenizer, 1000).build(SYSTEM, [], history, "Next?")
+    assert built.messages[1:-1] == [
+        {"role": "assistant", "content": "Welcome!"},
+        {"role": "user", "content": "part one"},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": "42"},
+    ]
+    assert built.dropped_turns == 0
+
+
+def test_fifty_turns_build_fast(tokenizer: Any) -> None:
+    history = [
+        m
+        for n in range(50)
+        for m in user_turn(f"Question {n}: how does retrieval 检索 work here? 🎉", f"Answer {n}: like this. " * 8)
+    ]
+    passages = [Passage(n, "A retrieved passage about the topic. " * 12, f"doc{n}.md") for n in range(1, 6)]
+    builder = PromptBuilder(tokenizer, 8192, 512)
+    builder.build(SYSTEM, passages, history, "And now?")
+    timings = []
+    for _ in range(7):
+        start = time.perf_counter()
+        built = builder.build(SYSTEM, passages, history, "And now?")
+        timings.append(time.perf_counter() - start)
+    assert built.dropped_turns == 0 and len(built.passages) == 5
+    assert statistics.median(timings) < 0.1
+
+
+def test_exact_check_corrects_underestimates(tokenizer: Any) -> None:
+    history = [m for n in range(20) for m in user_turn(f"Question {n}?", f"Answer {n}. " * 10)]
+    passages = [Passage(n, "Passage text. " * 30, f"doc{n}.md") for n in range(1, 6)]
+    builder = builder_for_budget(tokenizer, 400, passage_share=1.0)
+    builder._lengths = lambda texts: [0] * len(texts)
+    built = builder.build(SYSTEM, passages, history, "Why?")
+    check_invariants(tokenizer, built, SYSTEM, passages, history, "Why?")
+    assert built.dropped_turns == 20 and built.dropped_passages > 0
