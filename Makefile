@@ -22,9 +22,9 @@ run: install
 	$(PY) app.py $(ARGS)
 
 browser-deps:
-	@command -v chromium >/dev/null 2>&1 || \
+	@test -x /usr/bin/chromium || \
 	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	    || echo "chromium could not be installed: the browser test will be skipped"; }
+	    || echo "chromium could not be installed (needs apt-get as root): tests/test_browser.py will fail"; }
 
 test: install browser-deps
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)

@@ -6,38 +6,64 @@ import argparse
 import os
 from pathlib import Path
 
-from rag_app.config import DEFAULT_INDEX, Settings
+from rag_app.config import DEFAULT_INDEX, GenerationSettings, Settings
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--index", type=Path, default=DEFAULT_INDEX, help="index folder (default: %(default)s)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    parser.add_argument("--indexes-dir", type=Path, default=DEFAULT_INDEX.parent,
+                        help="folder whose indexes users can pick (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
     parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
+    parser.add_argument("--auth", action="append", default=[], metavar="USER:PASS",
+                        help="require this login (repeatable; or set RAG_APP_AUTH='user:pass,user2:pass2')")
+    parser.add_argument("--allowed-root", action="append", type=Path, default=[], metavar="FOLDER",
+                        help="a server folder users may ingest from (repeatable; none: server folders are off)")
+    parser.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload accepted (default: 50)")
+    parser.add_argument("--concurrency", type=int, default=2, help="answers generated at once (default: 2)")
+    parser.add_argument("--queue-size", type=int, default=64, help="requests waiting at most (default: 64)")
+    parser.add_argument("--max-new-tokens", type=int, default=GenerationSettings.max_new_tokens,
+                        help="a new session's answer length (default: %(default)s)")
     parser.add_argument("--embedder", help="embedder model id or folder (default: the index's own)")
     parser.add_argument("--llm", help="LLM model id, folder or .gguf file (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--device", help="auto, cpu or cuda")
-    parser.add_argument("--concurrency", type=int, default=2, help="answers generated at once")
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.concurrency < 1 or args.max_upload_mb <= 0 or args.max_new_tokens < 1:
+        parser.error("--concurrency, --max-upload-mb and --max-new-tokens must be positive")
+    return args
 
 
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = parse_args()
+    from rag_app.ui.security import AUTH_ENV, AllowedRoots, parse_auth
+
+    try:
+        auth = parse_auth([*args.auth, os.environ.get(AUTH_ENV, "")])
+    except ValueError as error:
+        raise SystemExit(f"app.py: {error}") from None
     from ingest.samples import ensure_index
-    from rag_app.agent import RagAgent
-    from rag_app.config import DEFAULT_EMBEDDER
-    from rag_app.models.registry import shared_embedder
-    from rag_app.ui.app import build_app
+    from rag_app.index.errors import IndexError_
+    from rag_app.ui.app import UIOptions, build_app, launch
+    from rag_app.ui.chat import ChatDefaults
+    from rag_app.ui.indexes import IndexCatalog, ModelChoice
 
     settings = Settings.from_env(embedder=args.embedder, llm=args.llm, device=args.device)
     if args.index == DEFAULT_INDEX:
-        report = ensure_index(args.index, shared_embedder(settings.embedder or DEFAULT_EMBEDDER, settings.device))
+        report = ensure_index(args.index, settings.embedder, settings.device)
         if report is not None:
             print(report.summary())
-    agent = RagAgent.load(args.index, embedder=settings.embedder, llm=settings.llm, device=settings.device)
-    app = build_app(lambda: agent, concurrency_limit=args.concurrency)
-    app.queue().launch(server_name=args.host, server_port=args.port, share=False)
+    catalog = IndexCatalog(args.indexes_dir, args.index, ModelChoice(settings.embedder, settings.llm, settings.device))
+    try:
+        catalog.agent(None)  # load the models before the first user arrives
+    except IndexError_ as error:
+        raise SystemExit(f"app.py: {error}") from None
+    options = UIOptions(concurrency=args.concurrency, allowed_roots=AllowedRoots(args.allowed_root),
+                        defaults=ChatDefaults(max_new_tokens=args.max_new_tokens), max_upload_mb=args.max_upload_mb)
+    launch(build_app(catalog, options), host=args.host, port=args.port, share=args.share, auth=auth,
+           max_upload_mb=args.max_upload_mb, queue_size=args.queue_size)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,21 @@
-"""The ingest pipeline: walk, diff against the store, load and chunk, embed what is new, commit in batches."""
+"""The ingest pipeline: walk, diff against the store, load and chunk, embed what is new, commit in batches.
+
+A file is unchanged when its size and mtime (else its sha256) and its chunker signature match the store's
+record; only chunks whose text has no stored vector are embedded. Loading, chunking, hashing and BM25
+tokenising run on a worker thread while the main thread embeds and commits.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 
 import numpy as np
 
@@ -17,7 +24,9 @@ from ingest.document import LoaderError
 from ingest.loaders import load_file
 from ingest.report import IngestProgress, IngestReport, Skipped
 from ingest.walk import walk
+from rag_app.index.lexical import TOKENIZER_VERSION, tokenize
 from rag_app.index.store import FileRecord, IndexStore, NewChunk
+from rag_app.index.vectors import VECTOR_INDEX_KINDS
 from rag_app.models.embedder import Embedder
 
 DEFAULT_MAX_FILE_MB = 50.0
@@ -33,6 +42,7 @@ class IngestOptions:
     max_file_mb: float = DEFAULT_MAX_FILE_MB
     chunking: ChunkingSettings | None = None
     batch_chunks: int = 512
+    vector_index: str | None = None
 
 
 @dataclass
@@ -60,6 +70,12 @@ def _chunking_for(embedder: Embedder, options: IngestOptions) -> ChunkingSetting
     return options.chunking or ChunkingSettings(max_tokens=embedder.max_tokens)
 
 
+def chunker_signature(chunking: ChunkingSettings, embedder_name: str) -> str:
+    """What decides a file's chunks: chunker version and settings, the counting tokenizer, the BM25 tokenizer."""
+    return json.dumps({"chunker": CHUNKER_VERSION, "settings": asdict(chunking), "tokens_of": embedder_name,
+                       "lexical": TOKENIZER_VERSION}, sort_keys=True)
+
+
 class Ingestor:
     """Runs one ingest of `paths` into the index at `index_dir` with `embedder`."""
 
@@ -75,46 +91,73 @@ class Ingestor:
         self.options = options or IngestOptions()
         self.progress = progress
         self.chunking = _chunking_for(embedder, self.options)
+        self.signature = chunker_signature(self.chunking, embedder.name)
+        kind = self.options.vector_index
+        if kind is not None and kind not in VECTOR_INDEX_KINDS:
+            raise ValueError(f"unknown vector index {kind!r}: choose one of {', '.join(VECTOR_INDEX_KINDS)}")
 
     def run(self, paths: Sequence[Path | str]) -> IngestReport:
+        """Ingest `paths`; a new embedder makes the whole run one transaction, so a kill keeps the old index."""
         started = time.perf_counter()
         report = IngestReport(index=str(self.index_dir.resolve()))
         store = IndexStore.open_for_write(
             self.index_dir, self.embedder.name, self.embedder.dimension, self.embedder.max_tokens
         )
         try:
-            force = self._apply_settings(store, report)
-            self._ingest(store, [Path(path) for path in paths], force, report, started)
+            meta = store.meta()
+            if meta.get("embedder") != self.embedder.name or meta.get("dimension") != self.embedder.dimension:
+                report.notes.append(
+                    f"embedder changed from {meta.get('embedder')!r} to {self.embedder.name!r}: every chunk is "
+                    "re-embedded (files outside the given paths too), in one transaction"
+                )
+                with store.transaction():
+                    store.reset_embeddings(self.embedder.name, self.embedder.dimension, self.embedder.max_tokens)
+                    self._ingest_all(store, paths, report, started)
+            else:
+                self._ingest_all(store, paths, report, started)
+            self._apply_vector_index(store, meta, report)
             store.finish_write()
         finally:
             store.close()
         report.seconds = time.perf_counter() - started
         return report
 
-    def _apply_settings(self, store: IndexStore, report: IngestReport) -> bool:
-        """Record the embedder and chunker; say so and return True when a change forces re-chunking."""
+    def _ingest_all(
+        self, store: IndexStore, paths: Sequence[Path | str], report: IngestReport, started: float
+    ) -> None:
+        self._note_chunking_change(store, report)
+        self._ingest(store, [Path(path) for path in paths], report, started)
+        self._embed_orphans(store, report)
+
+    def _note_chunking_change(self, store: IndexStore, report: IngestReport) -> None:
+        """Say when the chunker settings differ from the last run's, and record the new ones."""
         meta = store.meta()
-        force = False
-        if meta.get("embedder") != self.embedder.name or meta.get("dimension") != self.embedder.dimension:
-            report.notes.append(
-                f"embedder changed from {meta.get('embedder')!r} to {self.embedder.name!r}: every file is re-embedded"
-            )
-            store.reset_embeddings(self.embedder.name, self.embedder.dimension, self.embedder.max_tokens)
-            force = True
         chunking = asdict(self.chunking)
         previous = meta.get("chunking")
         if previous is not None and (previous != chunking or meta.get("chunker_version") != CHUNKER_VERSION):
             report.notes.append(
                 f"chunking changed from {previous} (version {meta.get('chunker_version')}) to {chunking} "
-                f"(version {CHUNKER_VERSION}): every file is re-chunked; unchanged chunks keep their vectors"
+                f"(version {CHUNKER_VERSION}): files are re-chunked; chunks whose text is unchanged keep their vectors"
             )
-            force = True
         store.update_settings({"chunking": chunking, "chunker_version": CHUNKER_VERSION})
-        return force
 
-    def _ingest(
-        self, store: IndexStore, roots: list[Path], force: bool, report: IngestReport, started: float
-    ) -> None:
+    def _embed_orphans(self, store: IndexStore, report: IngestReport) -> None:
+        """Embed stored chunks left without a vector by an embedder change (files outside the paths, or skipped)."""
+        orphans = store.chunks_without_vectors()
+        if not orphans:
+            return
+        vectors = self._embed(list(orphans.values()), report)
+        store.add_vectors(dict(zip(orphans, vectors, strict=True)))
+        report.notes.append(f"re-embedded {len(orphans)} stored chunks of files that this run did not re-chunk")
+
+    def _embed(self, texts: list[str], report: IngestReport) -> np.ndarray:
+        began = time.perf_counter()
+        vectors = np.asarray(self.embedder.embed_documents(texts), dtype=np.float32)
+        report.embed_seconds += time.perf_counter() - began
+        report.chunks_embedded += len(texts)
+        return vectors
+
+    def _ingest(self, store: IndexStore, roots: list[Path], report: IngestReport, started: float) -> None:
         known = store.files()
         found = list(walk(roots, self.options.include, self.options.exclude))
         present: set[str] = set()
@@ -128,6 +171,9 @@ class Ingestor:
             except OSError as error:
                 report.skipped.append(Skipped(str(item.path), f"cannot read: {error.strerror or error}"))
                 continue
+            if not S_ISREG(stat.st_mode):
+                report.skipped.append(Skipped(str(item.path), "not a regular file (a pipe, socket or device)"))
+                continue
             present.add(str(item.path))
             candidates.append((item.path, stat))
         removed = self._removed_paths(roots, known, present)
@@ -135,7 +181,7 @@ class Ingestor:
         pending: list[_Loaded] = []
         chunks_done = 0
         touched: list[FileRecord] = []
-        for done, loaded in enumerate(self._load_changed(candidates, known, force, touched, report), start=1):
+        for done, loaded in enumerate(self._load_changed(candidates, known, touched, report), start=1):
             if loaded is not None:
                 if loaded.problem:
                     report.skipped.append(Skipped(loaded.record.path, loaded.problem))
@@ -145,7 +191,8 @@ class Ingestor:
                         chunks_done += self._commit(store, pending, known, report)
                         pending = []
             if self.progress:
-                self.progress(IngestProgress(done, total, chunks_done, time.perf_counter() - started))
+                current = loaded.record.path if loaded is not None else ""
+                self.progress(IngestProgress(done, total, chunks_done, time.perf_counter() - started, current))
         chunks_done += self._commit(store, pending, known, report, removed)
         report.removed.extend(removed)
         store.touch_files(touched)
@@ -169,7 +216,6 @@ class Ingestor:
         self,
         candidates: list[tuple[Path, os.stat_result]],
         known: dict[str, FileRecord],
-        force: bool,
         touched: list[FileRecord],
         report: IngestReport,
     ) -> Iterator[_Loaded | None]:
@@ -177,7 +223,7 @@ class Ingestor:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-load") as pool:
             window: list[Future[_Loaded | None]] = []
             for path, stat in candidates:
-                window.append(pool.submit(self._load_one, path, stat, known, force, touched, report))
+                window.append(pool.submit(self._load_one, path, stat, known.get(str(path)), touched, report))
                 if len(window) >= 64:
                     yield window.pop(0).result()
             for future in window:
@@ -187,14 +233,14 @@ class Ingestor:
         self,
         path: Path,
         stat: os.stat_result,
-        known: dict[str, FileRecord],
-        force: bool,
+        previous: FileRecord | None,
         touched: list[FileRecord],
         report: IngestReport,
     ) -> _Loaded | None:
+        """Runs on the loader thread: skip an unchanged file, else read, chunk, hash and tokenise it."""
         key = str(path)
-        previous = known.get(key)
-        if not force and previous and previous.size == stat.st_size and previous.mtime_ns == stat.st_mtime_ns:
+        same_chunker = previous is not None and previous.chunker == self.signature
+        if same_chunker and previous.size == stat.st_size and previous.mtime_ns == stat.st_mtime_ns:
             report.unchanged.append(key)
             return None
         try:
@@ -202,8 +248,8 @@ class Ingestor:
         except OSError as error:
             return _Loaded(FileRecord(key, stat.st_size, stat.st_mtime_ns, "", "", 0),
                            problem=f"cannot read: {error.strerror or error}")
-        record = FileRecord(key, stat.st_size, stat.st_mtime_ns, sha, "", 0)
-        if not force and previous and previous.sha256 == sha:
+        record = FileRecord(key, stat.st_size, stat.st_mtime_ns, sha, "", 0, self.signature)
+        if same_chunker and previous.sha256 == sha:
             touched.append(record)
             report.unchanged.append(key)
             return None
@@ -217,11 +263,12 @@ class Ingestor:
         if not drafts:
             return _Loaded(record, problem="no text found in the file")
         chunks = [
-            NewChunk(text=d.text, content_hash=content_hash(d.text), page=d.page, heading=d.heading,
-                     start_line=d.start_line, end_line=d.end_line, start_char=d.start_char, end_char=d.end_char)
+            NewChunk(text=d.text, content_hash=content_hash(d.text), tokens=" ".join(tokenize(d.text)), page=d.page,
+                     heading=d.heading, start_line=d.start_line, end_line=d.end_line, start_char=d.start_char,
+                     end_char=d.end_char)
             for d in drafts
         ]
-        record = FileRecord(key, stat.st_size, stat.st_mtime_ns, sha, document.kind, len(chunks))
+        record = FileRecord(key, stat.st_size, stat.st_mtime_ns, sha, document.kind, len(chunks), self.signature)
         return _Loaded(record, chunks)
 
     def _commit(
@@ -243,11 +290,7 @@ class Ingestor:
                 if chunk.content_hash not in vectors:
                     missing.setdefault(chunk.content_hash, chunk.text)
         if missing:
-            began = time.perf_counter()
-            embedded = self.embedder.embed_documents(list(missing.values()))
-            report.embed_seconds += time.perf_counter() - began
-            report.chunks_embedded += len(missing)
-            vectors.update(zip(missing, np.asarray(embedded, dtype=np.float32), strict=True))
+            vectors.update(zip(missing, self._embed(list(missing.values()), report), strict=True))
         store.replace_files(
             [item.record for item in batch],
             {item.record.path: item.chunks for item in batch},
@@ -259,6 +302,15 @@ class Ingestor:
         written = sum(len(item.chunks) for item in batch)
         report.chunks_written += written
         return written
+
+
+    def _apply_vector_index(self, store: IndexStore, meta: dict[str, object], report: IngestReport) -> None:
+        """Record a new FAISS index kind (flat, hnsw, ivf); the FAISS copy is then rebuilt in that kind."""
+        kind = self.options.vector_index
+        if kind is None or kind == meta.get("vector_index", "flat"):
+            return
+        store.update_settings({"vector_index": kind, "faiss_generation": None})
+        report.notes.append(f"vector index changed to {kind!r}: the FAISS copy is rebuilt")
 
 
 def ingest(

@@ -14,11 +14,11 @@ class ProgressBar:
         self.bar = tqdm(total=0, unit="file", desc="ingest", disable=disabled, dynamic_ncols=True)
 
     def update(self, event: IngestProgress) -> None:
+        """Advance to `event`; tqdm redraws at most every 0.1 s, so a fast re-ingest is not slowed down."""
         if self.bar.total != event.files_total:
             self.bar.total = event.files_total
-        self.bar.n = event.files_done
         self.bar.set_postfix(chunks=event.chunks_done, refresh=False)
-        self.bar.refresh()
+        self.bar.update(event.files_done - self.bar.n)
 
     def __enter__(self) -> ProgressBar:
         return self

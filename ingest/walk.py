@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,7 @@ def _is_virtualenv(directory: Path) -> bool:
 
 
 def _skip_directory(directory: Path) -> bool:
+    """Hidden folders, version-control and tool folders, and virtual environments are never walked."""
     name = directory.name
     return name.startswith(".") or name in SKIPPED_DIRECTORIES or _is_virtualenv(directory)
 
@@ -42,24 +44,43 @@ def _selected(relative: str, include: Sequence[str], exclude: Sequence[str]) -> 
     return not (exclude and _matches(relative, exclude))
 
 
+def _dangling_reason(path: Path) -> str | None:
+    """Why a path cannot be followed (missing, broken symlink, symlink loop), or None when it can."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symlink loop: the link points back to itself"
+        if path.is_symlink():
+            return "broken symlink: its target does not exist"
+        if error.errno == errno.ENOENT:
+            return "path does not exist"
+        return f"cannot read: {error.strerror or error}"
+    return None
+
+
 def walk(
     roots: Sequence[Path], include: Sequence[str] = (), exclude: Sequence[str] = ()
 ) -> Iterator[Found]:
-    """Yield each file once (by its resolved path), following symlinks but never round a loop."""
+    """Yield each file once (by its resolved path), following symlinks but never round a loop.
+
+    Include/exclude globs match a file's path relative to its root, or its name; they do not apply to
+    files named directly.
+    """
     seen_files: set[Path] = set()
     for root in roots:
         root = Path(root).expanduser()
-        if not root.exists():
-            problem = "broken symlink" if root.is_symlink() else "path does not exist"
+        problem = _dangling_reason(root)
+        if problem:
             yield Found(root.absolute(), problem)
             continue
-        if root.is_file():
-            resolved = root.resolve()
-            if resolved not in seen_files:
-                seen_files.add(resolved)
-                yield Found(resolved)
+        if root.is_dir():
+            yield from _walk_directory(root, include, exclude, seen_files)
             continue
-        yield from _walk_directory(root, include, exclude, seen_files)
+        resolved = root.resolve()
+        if resolved not in seen_files:
+            seen_files.add(resolved)
+            yield Found(resolved)
 
 
 def _walk_directory(
@@ -71,25 +92,30 @@ def _walk_directory(
         directory = stack.pop()
         real = directory.resolve()
         if real in visited:
-            yield Found(directory.absolute(), "symlink loop: this folder was already walked")
-            continue
+            if directory.is_symlink() and directory.absolute().parent.resolve().is_relative_to(real):
+                yield Found(directory.absolute(), "symlink loop: the link points to a folder that contains it")
+            continue  # another name for a folder already walked: its files are taken once
         visited.add(real)
         try:
             entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
         except OSError as error:
             yield Found(directory.absolute(), f"cannot list folder: {error.strerror or error}")
             continue
+        subfolders: list[Path] = []
         for entry in entries:
             path = Path(entry.path)
-            if entry.is_dir():
+            problem = _dangling_reason(path) if entry.is_symlink() else None
+            if not problem and entry.is_dir():
                 if not _skip_directory(path):
-                    stack.append(path)
+                    subfolders.append(path)
                 continue
             relative = path.relative_to(root).as_posix()
+            if entry.name.startswith(".") and not (include and _matches(relative, include)):
+                continue  # hidden files (.env, .netrc, ...) often hold secrets: only taken when --include names them
             if not _selected(relative, include, exclude):
                 continue
-            if entry.is_symlink() and not path.exists():
-                yield Found(path.absolute(), "broken symlink")
+            if problem:
+                yield Found(path.absolute(), problem)
                 continue
             if not entry.is_file():
                 continue
@@ -97,4 +123,4 @@ def _walk_directory(
             if resolved not in seen_files:
                 seen_files.add(resolved)
                 yield Found(resolved)
-        stack.sort(key=lambda item: item.name, reverse=True)
+        stack.extend(reversed(subfolders))

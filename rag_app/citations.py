@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
 from rag_app.index.lexical import tokenize
+from rag_app.models.embedder import Embedder
 from rag_app.types import Source
 
-_CITATION = re.compile(r"\[(\d+(?:\s*[,，]\s*\d+)*)\]")
+_CITATION = re.compile(r"[\[［【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]］】]")
+_SEPARATOR = re.compile(r"\s*[,，、]\s*")
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])\s+|(?<=[。！？；])|\n+")
+_LIST_MARKER = re.compile(r"^(?:[-*+>]|\d+[.)])\s+")
+_QUESTION_MARK = re.compile(r"[?？]")
+_TABLE_HEADER = re.compile(r"^\|.*\|[ \t]*\n\|[\s:|-]+\|[ \t]*$", re.MULTILINE)
+MIN_COSINE = 0.45
+COSINE_WEIGHT = 0.25
 
 
 def verify_citations(text: str, allowed: Sequence[int]) -> tuple[str, list[int]]:
-    """Remove every `[n]` whose n is not an allowed passage number; return the text and the numbers kept."""
+    """Remove every `[n]` whose n is not an allowed passage number; return the text and the numbers kept.
+
+    Groups like `[1, 9]`, `[1，9]` or `【1】` are understood; kept groups are written as `[1]` or `[1, 2]`.
+    """
     valid = set(allowed)
     kept: list[int] = []
 
     def replace(match: re.Match[str]) -> str:
-        numbers = [int(part) for part in re.split(r"\s*[,，]\s*", match.group(1))]
-        good = [number for number in numbers if number in valid]
+        numbers = [int(part) for part in _SEPARATOR.split(match.group(1))]
+        good = list(dict.fromkeys(number for number in numbers if number in valid))
         kept.extend(number for number in good if number not in kept)
         return "[" + ", ".join(str(number) for number in good) + "]" if good else ""
 
@@ -33,21 +44,61 @@ def split_sentences(text: str) -> list[str]:
     return [sentence.strip() for sentence in _SENTENCE_END.split(text) if sentence and sentence.strip()]
 
 
-def evidence_sentences(question: str, sources: Sequence[Source], limit: int = 3, per_source: int = 2) -> list[str]:
-    """The sentences of the top passages that share the most (weighted) terms with the question."""
+def statement(sentence: str) -> str | None:
+    """The sentence without a list marker, or None when it states nothing: a heading, a question (or one
+    quoted in it), a code fence, or fewer than two terms."""
+    text = _LIST_MARKER.sub("", sentence.strip()).strip()
+    if text.startswith(("#", "```")) or _QUESTION_MARK.search(text):
+        return None
+    return text if len(tokenize(text)) >= 2 else None
+
+
+def evidence_sentences(
+    question: str,
+    sources: Sequence[Source],
+    embedder: Embedder | None = None,
+    limit: int = 3,
+    per_source: int = 2,
+) -> list[str]:
+    """The statements of the top three passages that best support an answer to the question.
+
+    Headings, questions (asked or quoted) and table header rows are skipped. A candidate must say something the
+    question does not (a term outside it) and share a key term with the question or, with an embedder, be close
+    to it in meaning (cosine at least MIN_COSINE). Score: the length-weighted share of the question's terms it
+    contains, plus COSINE_WEIGHT times its cosine to the question when an embedder is given.
+    Each source's own best sentences are stored in `source.evidence`.
+    """
     terms = set(tokenize(question))
-    if not terms:
-        return []
-    scored: list[tuple[float, int, str]] = []
+    weight = {term: math.sqrt(len(term)) for term in terms}
+    total = sum(weight.values())
+    candidates: list[tuple[int, str, float]] = []
     for position, source in enumerate(sources[:3]):
-        ranked = []
-        for sentence in split_sentences(source.text):
-            words = set(tokenize(sentence))
-            overlap = sum(len(term) ** 0.5 for term in terms & words)
-            if overlap > 0:
-                ranked.append((overlap, sentence))
-        ranked.sort(key=lambda item: item[0], reverse=True)
-        source.evidence = [sentence for _, sentence in ranked[:per_source]]
-        scored.extend((score, position, sentence) for score, sentence in ranked[:per_source])
+        source.evidence = []
+        for sentence in split_sentences(_TABLE_HEADER.sub("", source.text)):
+            text = statement(sentence)
+            if text is None:
+                continue
+            words = set(tokenize(text))
+            if not words - terms:
+                continue
+            coverage = sum(weight[term] for term in terms & words) / total if total else 0.0
+            candidates.append((position, text, coverage))
+    if not candidates:
+        return []
+    cosines = [0.0] * len(candidates)
+    if embedder is not None:
+        vectors = embedder.embed_documents([text for _, text, _ in candidates])
+        cosines = [float(value) for value in vectors @ embedder.embed_query(question)]
+    scored = [
+        (coverage + COSINE_WEIGHT * cosine, position, text)
+        for (position, text, coverage), cosine in zip(candidates, cosines, strict=True)
+        if coverage > 0 or cosine >= MIN_COSINE
+    ]
     scored.sort(key=lambda item: (-item[0], item[1]))
-    return [sentence for _, _, sentence in scored[:limit]]
+    chosen: list[str] = []
+    for _, position, text in scored:
+        source = sources[position]
+        if len(source.evidence) < per_source and text not in chosen:
+            source.evidence.append(text)
+            chosen.append(text)
+    return chosen[:limit]

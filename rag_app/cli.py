@@ -29,50 +29,49 @@ def _fail(message: str) -> int:
 def ingest_main(argv: Sequence[str] | None = None) -> int:
     """rag-ingest PATH... --index DIR: add, update and remove documents; exit 1 if any file was skipped."""
     from ingest.chunking import ChunkingSettings
-    from ingest.pipeline import DEFAULT_MAX_FILE_MB, IngestOptions, ingest
-    from ingest.progress import ProgressBar
+    from ingest.embedder_choice import embedder_for_index
     from rag_app.index.errors import IndexError_
-    from rag_app.models.registry import shared_embedder
+    from rag_app.index.store import IndexStore
 
     parser = argparse.ArgumentParser(prog="rag-ingest", description=ingest_main.__doc__)
     parser.add_argument("paths", nargs="+", type=Path, help="files or folders (walked recursively)")
     _common(parser)
     parser.add_argument("--include", action="append", default=[], help="glob of files to take (repeatable)")
     parser.add_argument("--exclude", action="append", default=[], help="glob of files to leave out (repeatable)")
-    parser.add_argument("--max-file-mb", type=float, default=DEFAULT_MAX_FILE_MB, help="skip larger files")
+    parser.add_argument("--max-file-mb", type=float, default=50.0, help="skip larger files (default: %(default)s)")
     parser.add_argument("--chunk-tokens", type=int, help="chunk size in embedder tokens (default: its window)")
     parser.add_argument("--overlap-tokens", type=int, default=ChunkingSettings.overlap_tokens)
+    parser.add_argument("--vector-index", choices=("flat", "hnsw", "ivf"),
+                        help="FAISS index kind: flat (exact, default) or approximate hnsw/ivf for very large indexes")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
     settings = Settings.from_env(embedder=args.embedder, device=args.device)
-    embedder_name = settings.embedder or _index_embedder(args.index)
+    embedder_name = settings.embedder or embedder_for_index(args.index, args.paths)
+    try:
+        IndexStore.check_writable(args.index)  # refuse a busy or damaged index before loading any model
+    except IndexError_ as error:
+        return _fail(str(error))
+
+    from ingest.pipeline import IngestOptions, ingest
+    from ingest.progress import ProgressBar
+    from rag_app.models.registry import shared_embedder
+
     try:
         embedder = shared_embedder(embedder_name, settings.device)
         chunking = ChunkingSettings(
             max_tokens=min(args.chunk_tokens or embedder.max_tokens, embedder.max_tokens),
             overlap_tokens=args.overlap_tokens,
         )
-        options = IngestOptions(tuple(args.include), tuple(args.exclude), args.max_file_mb, chunking)
+        options = IngestOptions(tuple(args.include), tuple(args.exclude), args.max_file_mb, chunking,
+                                vector_index=args.vector_index)
         with ProgressBar(disabled=args.quiet or args.json) as bar:
             report = ingest(args.paths, args.index, embedder, options, progress=bar.update)
     except (IndexError_, ValueError) as error:
         return _fail(str(error))
     print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) if args.json else report.summary())
     return EXIT_OK if report.ok else EXIT_PARTIAL
-
-
-def _index_embedder(index: Path) -> str:
-    """The embedder an existing index was built with, else the default."""
-    from rag_app.config import DEFAULT_EMBEDDER
-    from rag_app.index.manifest import read_manifest
-
-    try:
-        manifest = read_manifest(index.expanduser())
-    except (OSError, ValueError):
-        manifest = None
-    return (manifest or {}).get("embedder") or DEFAULT_EMBEDDER
 
 
 def ask_main(argv: Sequence[str] | None = None) -> int:

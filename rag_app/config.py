@@ -27,15 +27,38 @@ def app_home() -> Path:
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Sampling parameters; `temperature == 0` means greedy decoding."""
+    """Sampling parameters. `temperature == 0` is greedy decoding (top_p/top_k then unused); `top_k == 0` and
+    `top_p == 1` switch those filters off; `stop` strings end the text (and are cut from it); a `seed` makes
+    sampled runs reproducible."""
 
-    max_new_tokens: int = 256
+    max_new_tokens: int = 160
     temperature: float = 0.0
     top_p: float = 1.0
     top_k: int = 0
     repetition_penalty: float = 1.1
     stop: tuple[str, ...] = ()
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        object.__setattr__(self, "stop", tuple(text for text in stop if text))
+        problems = [
+            f"{name}={value!r} (must be {rule})"
+            for name, value, ok, rule in (
+                ("max_new_tokens", self.max_new_tokens, self.max_new_tokens >= 1, "at least 1"),
+                ("temperature", self.temperature, self.temperature >= 0, "0 for greedy, or above 0"),
+                ("top_p", self.top_p, 0 < self.top_p <= 1, "above 0 and at most 1"),
+                ("top_k", self.top_k, self.top_k >= 0, "0 for off, or a positive count"),
+                ("repetition_penalty", self.repetition_penalty, self.repetition_penalty > 0, "above 0; 1 is off"),
+            )
+            if not ok
+        ]
+        if problems:
+            raise ValueError("invalid generation setting: " + "; ".join(problems))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
 
     def with_overrides(self, **overrides: object) -> GenerationSettings:
         return replace(self, **{key: value for key, value in overrides.items() if value is not None})

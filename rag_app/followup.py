@@ -11,11 +11,19 @@ from rag_app.config import GenerationSettings
 if TYPE_CHECKING:
     from rag_app.models.llm import LocalLLM
 
-_REFERRING = re.compile(
-    r"\b(it|its|it's|they|them|their|this|that|these|those|he|she|him|her|his|there|one|same|also|more|"
-    r"else|too|what about|how about|and)\b|[它他她其这那此该]|还|呢[？?]?$",
+_REFERRING_EN = re.compile(
+    r"\b(it|its|it's|they|them|their|theirs|these|those|he|she|him|her|his|hers|same|also|else|too|"
+    r"former|latter|what about|how about)\b|^\s*(and|but|so|then)\b",
     re.IGNORECASE,
 )
+# Chinese pronouns and demonstratives, without the words that merely contain them (其他, 应该, 那么, 还是...).
+_REFERRING_ZH = re.compile(
+    r"它|(?<!其)[他她]们?|(?<!应)该|其中|此|^\s*[那还]|这[个些种门项位一里样次]|那[个些种里次]|另一|上述|前者|后者|"
+    r"呢\s*[？?]?\s*$"
+)
+_CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_CITATION = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
+ANSWER_CHARS = 200
 REWRITE_PROMPT = (
     "Rewrite the last question so that it can be understood without the conversation. "
     "Keep its language. Reply with the rewritten question only."
@@ -27,17 +35,28 @@ def last_user_messages(history: Sequence[dict[str, object]], count: int = 1) -> 
     return texts[-count:] if texts else []
 
 
+def last_assistant_message(history: Sequence[dict[str, object]], max_chars: int = ANSWER_CHARS) -> str:
+    """The latest answer without its citation markers, cut to `max_chars` (it names what "it" is)."""
+    answers = [str(message.get("content", "")) for message in history if message.get("role") == "assistant"]
+    return _CITATION.sub("", answers[-1])[:max_chars].strip() if answers else ""
+
+
 def looks_like_followup(question: str) -> bool:
-    """Short questions and those that refer back (it, that, 它, 那...) lean on the conversation."""
-    return len(question.split()) <= 4 or bool(_REFERRING.search(question))
+    """Questions that refer back (it, they, 它, 这, 那...) or are too short to stand alone."""
+    if _REFERRING_EN.search(question) or _REFERRING_ZH.search(question):
+        return True
+    cjk = len(_CJK_CHAR.findall(question))
+    words = len(_CJK_CHAR.sub(" ", question).split())
+    return cjk + words <= 4 if cjk else words <= 2
 
 
 def condense_deterministic(question: str, history: Sequence[dict[str, object]]) -> str:
-    """Prefix a follow-up with the previous user question; the lexical and dense legs then see both."""
+    """The previous question and answer, then the follow-up twice: both retrieval legs see the topic, and the
+    follow-up's own terms outweigh the old question's (else the passage already shown wins again)."""
     previous = last_user_messages(history)
     if not previous or not looks_like_followup(question):
         return question
-    return f"{previous[0]} {question}"
+    return " ".join(part for part in (previous[0], last_assistant_message(history), question, question) if part)
 
 
 def condense_with_llm(question: str, history: Sequence[dict[str, object]], llm: LocalLLM) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 SEARCH_TOOL = "search_documents"
 READ_TOOL = "read_source"
@@ -43,7 +43,7 @@ TOOL_SPECS = [
 
 TEXT_PROTOCOL = (
     "You answer questions about the user's documents. You have gathered the numbered passages below. "
-    "Decide the next step and reply with exactly one line:\n"
+    "Decide the next step. Write one short Thought line, then exactly one of these lines:\n"
     f"Action: {SEARCH_TOOL}[a new search query]   - if the passages do not answer the question\n"
     f"Action: {READ_TOOL}[passage number]   - to read more around a passage\n"
     "Final Answer   - if the passages answer the question"
@@ -62,18 +62,28 @@ _FINAL = re.compile(r"final\s*answer", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Action:
-    """What the model asked for: a tool and its argument, or the final answer (tool == FINAL)."""
+    """What the model asked for: a tool and its argument, or the final answer (tool == FINAL), with the
+    thought it wrote before it, if any."""
 
     tool: str
     argument: str = ""
+    thought: str = ""
 
 
 def supports_native_tools(chat_template: str | None) -> bool:
+    """Whether a chat template renders a `tools` list (then the model gets native tool calls)."""
     return bool(chat_template) and "tools" in chat_template
 
 
 def parse_action(reply: str) -> Action | None:
     """The model's next step, or None when the reply is malformed (the agent then answers from what it has)."""
+    action = _parse(reply)
+    if action is None:
+        return None
+    return replace(action, thought=_thought(reply))
+
+
+def _parse(reply: str) -> Action | None:
     for payload in _TOOL_CALL.findall(reply):
         action = _from_json(payload)
         if action:
@@ -81,13 +91,19 @@ def parse_action(reply: str) -> Action | None:
     match = _TEXT_ACTION.search(reply)
     if match:
         tool = match.group(1).lower()
-        argument = match.group(2).strip().strip("\"'")
-        if tool == READ_TOOL and not argument.lstrip("#").isdigit():
+        argument = match.group(2).strip().strip("\"'").lstrip("#")
+        if not argument or (tool == READ_TOOL and not argument.isdigit()):
             return None
-        return Action(tool, argument.lstrip("#")) if argument else None
+        return Action(tool, argument)
     if _FINAL.search(reply):
         return Action(FINAL)
     return None
+
+
+def _thought(reply: str) -> str:
+    """The text the model wrote before its action, without a leading "Thought:"."""
+    before = re.split(r"<tool_call>|^\s*Action\s*:|final\s*answer", reply, maxsplit=1, flags=re.I | re.M)[0]
+    return re.sub(r"^\s*Thought\s*:\s*", "", before.strip(), flags=re.I).strip()
 
 
 def _from_json(payload: str) -> Action | None:

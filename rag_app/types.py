@@ -106,6 +106,7 @@ class Answer:
     cited: bool = False
     abstained: bool = False
     query: str = ""
+    question_truncated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,4 +120,5 @@ class Answer:
             "cited": self.cited,
             "abstained": self.abstained,
             "query": self.query,
+            "question_truncated": self.question_truncated,
         }

@@ -1,4 +1,4 @@
-"""The real app served over HTTP on a free port, queried with gradio_client."""
+"""The real launcher (app.py) served over HTTP on a free port: login, loopback binding, the /chat endpoint."""
 
 from __future__ import annotations
 
@@ -17,14 +17,17 @@ from tests.conftest import free_port
 from tests.facts import FACT_QUESTION
 
 ROOT = Path(__file__).resolve().parent.parent
+LOGIN = ("reader", "s3cret-pw")
 
 
 @pytest.fixture(scope="module")
 def server(fact_index):
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "--index", str(fact_index), "--port", str(port)],
-        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, str(ROOT / "app.py"), "--index", str(fact_index), "--port", str(port),
+         "--max-new-tokens", "12", "--max-upload-mb", "1"],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "RAG_APP_AUTH": ":".join(LOGIN)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
@@ -44,13 +47,25 @@ def server(fact_index):
     process.wait(timeout=30)
 
 
-def test_chat_endpoint_answers_with_sources(server):
-    client = Client(server[0], verbose=False)
-    messages, meter = client.predict(FACT_QUESTION, api_name="/chat")
-    final = messages[-1]["content"] if isinstance(messages, list) else messages
-    assert "fountain.txt" in final
-    assert "Tuesday" in final
+def test_chat_endpoint_answers_with_sources_after_login(server):
+    client = Client(server[0], auth=LOGIN, verbose=False)
+    messages, meter, details = client.predict(FACT_QUESTION, api_name="/chat")
+    assert "fountain.txt" in messages[-1]["content"]
+    assert messages[-1]["metadata"]["title"].startswith("📚 Sources")
+    assert details["sources"][0]["file"].endswith("fountain.txt")
     assert "Context:" in meter
+
+
+def test_without_login_the_api_is_refused(server):
+    with pytest.raises(Exception, match="(?i)login|auth|401|403"):
+        Client(server[0], verbose=False).predict(FACT_QUESTION, api_name="/chat")
+    assert httpx.post(server[0] + "login", data={"username": LOGIN[0], "password": "wrong"}).status_code >= 400
+
+
+def test_bad_login_setting_is_a_clear_error():
+    result = subprocess.run([sys.executable, str(ROOT / "app.py"), "--auth", "nopassword"],
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "RAG_APP_AUTH": ""})
+    assert result.returncode != 0 and "not in the form user:password" in result.stderr
 
 
 def test_listens_on_loopback_only(server):

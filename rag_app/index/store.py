@@ -2,13 +2,16 @@
 
 Every change is one SQLite transaction, so a killed process leaves the last committed state. vectors.faiss is
 written after the commit (temporary file + rename) and tagged with the store's generation; a reader that finds it
-stale rebuilds it from the vectors kept in SQLite. A lock file keeps a single writer.
+stale rebuilds it from the vectors kept in SQLite. A lock file keeps a single writer. The `files` table is the
+per-file manifest: path, size, mtime, sha256 and the chunker signature (chunker version, settings, embedder).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,18 +32,20 @@ from rag_app.index.errors import (
     IndexNotFoundError,
 )
 from rag_app.index.lexical import TOKENIZER_VERSION, LexicalIndex, tokenize
-from rag_app.index.manifest import FORMAT_VERSION, write_atomically, write_manifest
+from rag_app.index.manifest import FORMAT_VERSION, MANIFEST_NAME, write_atomically, write_manifest
+from rag_app.index.vectors import build_vector_index
 from rag_app.types import Chunk
 
 STORE_NAME = "store.sqlite3"
 VECTORS_NAME = "vectors.faiss"
+LEXICAL_NAME = "lexical"
 LOCK_NAME = ".lock"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL,
-    kind TEXT NOT NULL, chunks INTEGER NOT NULL, ingested_at REAL NOT NULL
+    kind TEXT NOT NULL, chunks INTEGER NOT NULL, chunker TEXT NOT NULL, ingested_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, ordinal INTEGER NOT NULL, text TEXT NOT NULL,
@@ -51,6 +56,7 @@ CREATE INDEX IF NOT EXISTS chunks_by_path ON chunks(path, ordinal);
 CREATE TABLE IF NOT EXISTS vectors (content_hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
 """
 _CHUNK_COLUMNS = "id, path, text, page, heading, start_line, end_line, start_char, end_char, content_hash"
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 @dataclass(frozen=True)
@@ -63,20 +69,30 @@ class FileRecord:
     sha256: str
     kind: str
     chunks: int
+    chunker: str = ""
 
 
 @dataclass(frozen=True)
 class NewChunk:
-    """A chunk ready to store: its text, its place, its content hash and its vector."""
+    """A chunk ready to store: its text, its place, its content hash and its BM25 tokens (space-joined)."""
 
     text: str
     content_hash: str
+    tokens: str
     page: int | None = None
     heading: str | None = None
     start_line: int | None = None
     end_line: int | None = None
     start_char: int | None = None
     end_char: int | None = None
+
+
+def _lexical_version(chunker_signature: str | None) -> str | None:
+    """The BM25 tokenizer version a file's stored tokens were made with (see ingest.pipeline.chunker_signature)."""
+    try:
+        return json.loads(chunker_signature or "{}").get("lexical")
+    except ValueError:
+        return None
 
 
 def _row_to_chunk(row: Sequence[Any]) -> Chunk:
@@ -108,6 +124,7 @@ class IndexStore:
             raise IndexNotFoundError(
                 f"no index at {directory}: build one with `rag-ingest PATH --index {directory}`"
             )
+        _check_header(directory / STORE_NAME)
         store = cls(directory, _connect(directory / STORE_NAME, readonly=True), None)
         store._check_readable()
         store.check_embedder(embedder_name)
@@ -132,20 +149,37 @@ class IndexStore:
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            raise IndexBusyError(
-                f"another ingest is writing to {directory}; wait for it to finish and run this one again"
-            ) from None
+            raise _busy(directory) from None
         try:
             fresh = not (directory / STORE_NAME).exists()
+            if not fresh:
+                _check_header(directory / STORE_NAME)
             store = cls(directory, _connect(directory / STORE_NAME, readonly=False), lock)
             if fresh:
                 store._initialise(embedder_name, dimension, max_tokens)
             else:
                 store._check_readable()
+            _remove_stale_temporaries(directory)
             return store
         except BaseException:
             lock.release()
             raise
+
+    @staticmethod
+    def check_writable(directory: Path | str) -> None:
+        """Fail fast, before any model loads, if `open_for_write` would refuse: a busy or damaged index."""
+        directory = Path(directory).expanduser().resolve()
+        if directory.exists() and not directory.is_dir():
+            raise IndexCorruptError(f"{directory} is a file, not an index folder: choose another --index")
+        if (directory / STORE_NAME).exists():
+            _check_header(directory / STORE_NAME)
+        if (directory / LOCK_NAME).exists():
+            lock = FileLock(str(directory / LOCK_NAME))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                raise _busy(directory) from None
+            lock.release()
 
     def _initialise(self, embedder_name: str, dimension: int, max_tokens: int) -> None:
         with self._db_lock:
@@ -233,8 +267,21 @@ class IndexStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic change: committed as a whole on success, rolled back on any error or kill."""
+        """One atomic change: committed as a whole on success, rolled back on any error or kill.
+
+        Inside an open transaction it is a savepoint, so a caller can make many changes one atomic whole.
+        """
         with self._db_lock:
+            if self._db.in_transaction:
+                self._db.execute("SAVEPOINT nested")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK TO nested")
+                    self._db.execute("RELEASE nested")
+                    raise
+                self._db.execute("RELEASE nested")
+                return
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -248,14 +295,32 @@ class IndexStore:
             self._set_meta(db, values)
 
     def reset_embeddings(self, embedder_name: str, dimension: int, max_tokens: int) -> None:
-        """Forget every vector (a new embedder); chunks stay until their files are re-ingested."""
+        """Forget every vector (a new embedder); chunks stay, and are re-chunked or re-embedded by the caller."""
         with self.transaction() as db:
             db.execute("DELETE FROM vectors")
-            db.execute("DELETE FROM chunks")
-            db.execute("DELETE FROM files")
             self._set_meta(db, {"embedder": embedder_name, "dimension": dimension,
                                 "embedder_max_tokens": max_tokens})
             self._bump_generation(db)
+
+    def chunks_without_vectors(self) -> dict[str, str]:
+        """Content hash -> text of stored chunks that have no vector (after an embedder change)."""
+        with self._db_lock:
+            rows = self._db.execute(
+                "SELECT content_hash, text FROM chunks WHERE content_hash NOT IN (SELECT content_hash FROM vectors)"
+            ).fetchall()
+        return dict(rows)
+
+    def add_vectors(self, vectors: dict[str, np.ndarray]) -> None:
+        with self.transaction() as db:
+            self._insert_vectors(db, vectors)
+            self._bump_generation(db)
+
+    @staticmethod
+    def _insert_vectors(db: sqlite3.Connection, vectors: dict[str, np.ndarray]) -> None:
+        db.executemany(
+            "INSERT OR IGNORE INTO vectors(content_hash, vector) VALUES(?, ?)",
+            [(key, np.asarray(vector, dtype=np.float32).tobytes()) for key, vector in vectors.items()],
+        )
 
     def known_vectors(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
         """Vectors already stored for these content hashes (identical chunks are embedded once)."""
@@ -283,24 +348,20 @@ class IndexStore:
             for path in [*removed_paths, *(record.path for record in records)]:
                 db.execute("DELETE FROM chunks WHERE path = ?", (path,))
                 db.execute("DELETE FROM files WHERE path = ?", (path,))
-            db.executemany(
-                "INSERT OR IGNORE INTO vectors(content_hash, vector) VALUES(?, ?)",
-                [(key, np.asarray(vector, dtype=np.float32).tobytes()) for key, vector in vectors.items()],
-            )
+            self._insert_vectors(db, vectors)
             for record in records:
                 db.execute(
-                    "INSERT INTO files(path, size, mtime_ns, sha256, kind, chunks, ingested_at) "
-                    "VALUES(?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO files(path, size, mtime_ns, sha256, kind, chunks, chunker, ingested_at) "
+                    "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
                     (record.path, record.size, record.mtime_ns, record.sha256, record.kind,
-                     record.chunks, time.time()),
+                     record.chunks, record.chunker, time.time()),
                 )
                 db.executemany(
                     "INSERT INTO chunks(path, ordinal, text, page, heading, start_line, end_line, start_char, "
                     "end_char, content_hash, tokens) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (record.path, ordinal, chunk.text, chunk.page, chunk.heading, chunk.start_line,
-                         chunk.end_line, chunk.start_char, chunk.end_char, chunk.content_hash,
-                         " ".join(tokenize(chunk.text)))
+                         chunk.end_line, chunk.start_char, chunk.end_char, chunk.content_hash, chunk.tokens)
                         for ordinal, chunk in enumerate(chunks_by_path.get(record.path, []))
                     ],
                 )
@@ -323,14 +384,17 @@ class IndexStore:
                             "project_version": __version__})
 
     def finish_write(self) -> None:
-        """After the last commit: drop unused vectors, write the FAISS copy and the manifest."""
+        """After the last commit: drop unused vectors, write the FAISS copy and the manifest (if out of date)."""
+        generation = self.generation()
+        if self.meta().get("faiss_generation") == generation and (self.directory / VECTORS_NAME).exists():
+            return
         with self.transaction() as db:
             db.execute("DELETE FROM vectors WHERE content_hash NOT IN (SELECT content_hash FROM chunks)")
-        generation = self.generation()
         vectors = self._build_vectors()
         data = faiss.serialize_index(vectors)
         write_atomically(self.directory / VECTORS_NAME, np.asarray(data).tobytes())
-        self.update_settings({"faiss_generation": generation})
+        self._save_lexical(self._build_lexical())
+        self.update_settings({"faiss_generation": generation, "lexical_generation": generation})
         self.write_manifest()
 
     # ---- reading -------------------------------------------------------------------------------------------
@@ -338,7 +402,7 @@ class IndexStore:
     def files(self) -> dict[str, FileRecord]:
         with self._db_lock:
             rows = self._db.execute(
-                "SELECT path, size, mtime_ns, sha256, kind, chunks FROM files"
+                "SELECT path, size, mtime_ns, sha256, kind, chunks, chunker FROM files"
             ).fetchall()
         return {row[0]: FileRecord(*row) for row in rows}
 
@@ -386,17 +450,15 @@ class IndexStore:
         return result
 
     def _build_vectors(self) -> faiss.Index:
-        dimension = int(self.meta()["dimension"])
-        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        meta = self.meta()
+        dimension = int(meta["dimension"])
         with self._db_lock:
             rows = self._db.execute(
                 "SELECT chunks.id, vectors.vector FROM chunks JOIN vectors USING (content_hash)"
             ).fetchall()
-        if rows:
-            ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-            matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), -1)
-            index.add_with_ids(matrix, ids)
-        return index
+        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), dimension)
+        return build_vector_index(matrix, ids, dimension, meta.get("vector_index", "flat"))
 
     def _load_vectors(self, generation: int) -> faiss.Index:
         path = self.directory / VECTORS_NAME
@@ -407,17 +469,47 @@ class IndexStore:
                 pass  # an unreadable copy is rebuilt from SQLite below
         return self._build_vectors()
 
-    def _load_lexical(self) -> LexicalIndex:
+    def _build_lexical(self) -> LexicalIndex:
+        """BM25 from the stored tokens; chunks tokenised by another tokenizer version are tokenised afresh."""
         with self._db_lock:
-            rows = self._db.execute("SELECT id, tokens FROM chunks ORDER BY id").fetchall()
-        return LexicalIndex([row[0] for row in rows], [row[1].split() for row in rows])
+            rows = self._db.execute(
+                "SELECT chunks.id, chunks.tokens, chunks.text, files.chunker FROM chunks "
+                "LEFT JOIN files USING (path) ORDER BY chunks.id"
+            ).fetchall()
+        token_lists = [tokens.split() if _lexical_version(chunker) == TOKENIZER_VERSION else tokenize(text)
+                       for _, tokens, text, chunker in rows]
+        return LexicalIndex.build([row[0] for row in rows], token_lists)
+
+    def _save_lexical(self, lexical: LexicalIndex) -> None:
+        """Replace the saved BM25 folder: write a fresh one, then swap it in by renames."""
+        staging = Path(tempfile.mkdtemp(prefix=".lexical-", dir=self.directory))
+        target = self.directory / LEXICAL_NAME
+        retired = self.directory / f".{LEXICAL_NAME}-retired"
+        try:
+            lexical.save(staging)
+            shutil.rmtree(retired, ignore_errors=True)
+            if target.exists():
+                target.rename(retired)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(retired, ignore_errors=True)
+
+    def _load_lexical(self, generation: int) -> LexicalIndex:
+        """The saved BM25 when it matches this generation, else one built from SQLite."""
+        if self.meta().get("lexical_generation") == generation and (self.directory / LEXICAL_NAME).is_dir():
+            try:
+                return LexicalIndex.load(self.directory / LEXICAL_NAME)
+            except (OSError, ValueError, KeyError):
+                pass  # an unreadable copy is rebuilt from SQLite below
+        return self._build_lexical()
 
     def refresh(self) -> None:
         """Reload FAISS and BM25 if the store changed since they were loaded (cheap when it did not)."""
         generation = self.generation()
         if generation != self._loaded_generation:
             self._vectors = self._load_vectors(generation)
-            self._lexical = self._load_lexical()
+            self._lexical = self._load_lexical(generation)
             self._loaded_generation = generation
 
     def dense_search(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -440,6 +532,33 @@ class IndexStore:
             "embedder": meta.get("embedder"), "dimension": meta.get("dimension"),
             "updated_at": meta.get("updated_at"), "generation": meta.get("generation"),
         }
+
+
+def _busy(directory: Path) -> IndexBusyError:
+    return IndexBusyError(
+        f"another ingest is writing to {directory}; wait for it to finish and run this one again"
+    )
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a store file that is not SQLite before SQLite touches it (so its bytes stay as they were)."""
+    try:
+        with path.open("rb") as stream:
+            header = stream.read(len(_SQLITE_HEADER))
+    except OSError as error:
+        raise IndexCorruptError(f"index store {path} cannot be read ({error.strerror or error})") from error
+    if header != _SQLITE_HEADER:
+        raise IndexCorruptError(
+            f"index store {path} is not an SQLite database (damaged or overwritten); it was left untouched: "
+            "move it aside and re-ingest, or ingest into a new --index"
+        )
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Drop temporary files a killed writer left behind (the writer's lock is held, so none is in use)."""
+    for name in (VECTORS_NAME, MANIFEST_NAME):
+        for leftover in directory.glob(f".{name}.*"):
+            leftover.unlink(missing_ok=True)
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:

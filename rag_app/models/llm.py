@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, TextIteratorStreamer
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+)
 
 from rag_app.config import DEFAULT_LLM, GenerationSettings, app_home
 from rag_app.models.device import dtype_for, resolve_device, use_all_cores
@@ -82,11 +89,14 @@ class LocalLLM:
         device: str,
         context_window: int | None = None,
     ) -> None:
+        if context_window is not None and context_window < 1:
+            raise ValueError(f"context_window must be a positive number of tokens, got {context_window}")
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.device = device
-        self.context_window = context_window or self._configured_window()
+        self.configured_window = configured_window(model.config)
+        self.context_window = context_window or self.configured_window
         self._lock = threading.Lock()
 
     @classmethod
@@ -97,6 +107,8 @@ class LocalLLM:
         context_window: int | None = None,
         cache: Path | None = None,
     ) -> LocalLLM:
+        """Load a model id, folder or .gguf file onto `device` ("auto": CUDA if present); the window comes
+        from the model's config unless `context_window` overrides it."""
         use_all_cores()
         resolved = resolve_device(device)
         location = resolve_model_location(name, cache)
@@ -105,14 +117,6 @@ class LocalLLM:
         model.eval()
         return cls(model, tokenizer, name, resolved, context_window)
 
-    def _configured_window(self) -> int:
-        config = self.model.config
-        for attribute in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-            value = getattr(config, attribute, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        return 2048
-
     def encode_messages(self, messages: Messages, tools: list[dict[str, Any]] | None = None) -> list[int]:
         """The prompt's token ids, exactly as the model will see them (chat template + generation prompt)."""
         return chat_token_ids(self.tokenizer, messages, tools)
@@ -120,7 +124,8 @@ class LocalLLM:
     def count_tokens(self, messages: Messages) -> int:
         return len(self.encode_messages(messages))
 
-    def _generate_kwargs(self, input_ids: list[int], settings: GenerationSettings) -> dict[str, Any]:
+    def generate_kwargs(self, input_ids: list[int], settings: GenerationSettings) -> dict[str, Any]:
+        """The arguments for `model.generate` that carry out `settings` (seeding the generator if asked)."""
         ids = torch.tensor([input_ids], device=self.device)
         kwargs: dict[str, Any] = {
             "input_ids": ids,
@@ -128,12 +133,11 @@ class LocalLLM:
             "max_new_tokens": settings.max_new_tokens,
             "repetition_penalty": settings.repetition_penalty,
             "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            "do_sample": not settings.greedy,
         }
-        if settings.temperature > 0:
-            kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
-            kwargs["top_k"] = settings.top_k if settings.top_k > 0 else None
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if not settings.greedy:
+            # Explicit values: transformers replaces None with its defaults (top_k=50), not with "off".
+            kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
         if settings.stop:
             kwargs.update(stop_strings=list(settings.stop), tokenizer=self.tokenizer)
         if settings.seed is not None:
@@ -146,25 +150,31 @@ class LocalLLM:
         settings: GenerationSettings | None = None,
         tools: list[dict[str, Any]] | None = None,
     ) -> Iterator[str]:
-        """Yield text pieces as they are generated; stop strings are cut from the end."""
+        """Yield text pieces as they are generated; stop strings are cut from the end. Closing the iterator
+        early stops the generation."""
         settings = settings or GenerationSettings()
-        kwargs = self._generate_kwargs(self.encode_messages(messages, tools), settings)
+        input_ids = self.encode_messages(messages, tools)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancelled = threading.Event()
         errors: list[BaseException] = []
 
-        def run() -> None:
+        def run(kwargs: dict[str, Any]) -> None:
             try:
                 with torch.inference_mode():
-                    self.model.generate(**kwargs, streamer=streamer)
+                    self.model.generate(**kwargs, streamer=streamer,
+                                        stopping_criteria=StoppingCriteriaList([_Cancelled(cancelled)]))
             except BaseException as error:  # surfaced to the caller below
                 errors.append(error)
                 streamer.end()
 
         with self._lock:
-            worker = threading.Thread(target=run, daemon=True)
+            worker = threading.Thread(target=run, args=(self.generate_kwargs(input_ids, settings),), daemon=True)
             worker.start()
-            yield from _cut_at_stop(streamer, settings.stop)
-            worker.join()
+            try:
+                yield from _cut_at_stop(streamer, settings.stop)
+            finally:
+                cancelled.set()
+                worker.join()
         if errors:
             raise errors[0]
 
@@ -174,7 +184,27 @@ class LocalLLM:
         settings: GenerationSettings | None = None,
         tools: list[dict[str, Any]] | None = None,
     ) -> str:
+        """The whole reply as one string (the same path as `stream`)."""
         return "".join(self.stream(messages, settings, tools))
+
+
+def configured_window(config: Any) -> int:
+    """The context window a model config declares (2048 when it declares none)."""
+    for attribute in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, attribute, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 2048
+
+
+class _Cancelled(StoppingCriteria):
+    """Ends generation once the consumer of `stream` has gone away."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def _cut_at_stop(pieces: Iterator[str], stops: tuple[str, ...]) -> Iterator[str]:
@@ -190,8 +220,6 @@ def _cut_at_stop(pieces: Iterator[str], stops: tuple[str, ...]) -> Iterator[str]
         if cut >= 0:
             if pending[:cut]:
                 yield pending[:cut]
-            for _ in pieces:
-                pass
             return
         if len(pending) > hold:
             yield pending[:-hold]

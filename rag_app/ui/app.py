@@ -1,43 +1,174 @@
-"""The Gradio Blocks: the chat (endpoint `/chat`), its per-session settings, and the context meter."""
+"""The Gradio Blocks: the chat (endpoint `/chat`) with per-session settings, the context meter, export,
+the index picker with its stats, and ingestion of uploads or allowed server folders."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
-from rag_app.agent import RagAgent
+from ingest.pipeline import IngestOptions
+from ingest.report import IngestReport
 from rag_app.retrieval import SEARCH_MODES
-from rag_app.ui.chat import make_respond
+from rag_app.ui.chat import Answers, ChatDefaults, make_respond
+from rag_app.ui.export import conversation_turns, to_json, to_markdown, write_export
+from rag_app.ui.indexes import IndexCatalog, progress_bar, run_ingest, save_uploads
+from rag_app.ui.render import Message, client_safe
+from rag_app.ui.security import AllowedRoots
 
 TITLE = "rag_app: ask your documents"
+IngestOutput = tuple[str, str, Any, str]
 
 
-def settings_inputs() -> list[gr.components.Component]:
+@dataclass(frozen=True)
+class UIOptions:
+    """What the operator decides for every session: limits, allowed server folders, starting settings."""
+
+    concurrency: int = 2
+    allowed_roots: AllowedRoots = field(default_factory=lambda: AllowedRoots([]))
+    defaults: ChatDefaults = field(default_factory=ChatDefaults)
+    max_upload_mb: float = 50.0
+
+
+def settings_inputs(defaults: ChatDefaults) -> list[gr.components.Component]:
     """Sampling and retrieval settings; Gradio keeps their values per browser session."""
     return [
-        gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)"),
-        gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p"),
-        gr.Slider(0, 200, value=0, step=1, label="Top-k (0 = off)"),
-        gr.Slider(16, 1024, value=256, step=16, label="Max new tokens"),
-        gr.Slider(1, 12, value=5, step=1, label="Passages to retrieve"),
-        gr.Radio(list(SEARCH_MODES), value="hybrid", label="Search mode"),
+        gr.Slider(0.0, 1.5, value=defaults.temperature, step=0.05, label="Temperature (0 = greedy)"),
+        gr.Slider(0.05, 1.0, value=defaults.top_p, step=0.05, label="Top-p"),
+        gr.Slider(0, 200, value=defaults.top_k, step=1, label="Top-k (0 = off)"),
+        gr.Slider(4, 1024, value=defaults.max_new_tokens, step=4, label="Max new tokens"),
+        gr.Slider(1, 12, value=defaults.k, step=1, label="Passages to retrieve"),
+        gr.Radio(list(SEARCH_MODES), value=defaults.mode, label="Search mode"),
+        gr.Slider(0, 3, value=defaults.max_steps, step=1, label="Agent steps (extra searches or reads)"),
     ]
 
 
-def build_app(agent_for: Callable[[], RagAgent], concurrency_limit: int = 2) -> gr.Blocks:
-    """The whole UI over an agent provider; models are shared, history and settings are per session."""
+def _report_markdown(report: IngestReport) -> str:
+    counts = report.to_dict()["counts"]
+    verdict = "✅ Ingested" if report.ok else "⚠️ Ingested with problems"
+    lines = [f"**{verdict}:** " + ", ".join(f"{count} {name}" for name, count in counts.items()),
+             f"{report.chunks_written} chunks written in {report.seconds:.1f} s; new documents are searchable now."]
+    lines += [f"- note: {note}" for note in report.notes]
+    lines += [f"- skipped `{item.path}`: {item.reason}" for item in report.skipped]
+    return "\n".join(lines)
+
+
+def _ingest_events(catalog: IndexCatalog, index: str | None, paths: Sequence[Path],
+                   options: IngestOptions) -> Iterator[IngestOutput]:
+    folder = catalog.path(index)
+    agent = catalog.agent(index)
+    for progress, report in run_ingest(paths, folder, agent, options):
+        if report is None:
+            yield progress_bar(progress), gr.skip(), gr.skip(), gr.skip()
+        else:
+            done = f"<progress id='ingest-progress' value='1' max='1'></progress> done in {report.seconds:.1f} s"
+            yield done, _report_markdown(report), client_safe(report.to_dict()), catalog.stats_markdown(index)
+
+
+def build_app(catalog: IndexCatalog, options: UIOptions | None = None) -> gr.Blocks:
+    """The whole UI over an index catalogue; models are shared, history and settings are per session."""
+    options = options or UIOptions()
+    ingest_options = IngestOptions(max_file_mb=options.max_upload_mb)
+
+    def refresh_indexes(index: str | None) -> tuple[Any, str]:
+        names = catalog.names()
+        chosen = index if index in names else catalog.default_name
+        return gr.Dropdown(choices=names, value=chosen), catalog.stats_markdown(chosen)
+
+    def ingest_uploads(files: list[str] | None, index: str | None) -> Iterator[IngestOutput]:
+        if not files:
+            raise gr.Error("choose one or more files to upload first")
+        try:
+            saved = save_uploads(files, catalog.path(index))
+            yield from _ingest_events(catalog, index, saved, ingest_options)
+        except gr.Error:
+            raise
+        except Exception as error:
+            raise gr.Error(f"ingest failed: {error}") from error
+
+    def ingest_folder(folder: str, index: str | None) -> Iterator[IngestOutput]:
+        try:
+            checked = options.allowed_roots.check(folder or "")
+            yield from _ingest_events(catalog, index, [checked], ingest_options)
+        except Exception as error:
+            raise gr.Error(str(error)) from error
+
+    def export_markdown(history: list[Message], answers: Answers, index: str | None) -> str:
+        name = index or catalog.default_name
+        return write_export(to_markdown(conversation_turns(history or [], answers or {}), name), ".md")
+
+    def export_json(history: list[Message], answers: Answers, index: str | None) -> str:
+        name = index or catalog.default_name
+        return write_export(to_json(conversation_turns(history or [], answers or {}), name), ".json")
+
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f"## {TITLE}")
-        context = gr.Markdown("", elem_id="context-meter")
-        with gr.Accordion("Settings", open=False):
-            inputs = settings_inputs()
-        gr.ChatInterface(
-            make_respond(agent_for),
-            additional_inputs=inputs,
-            additional_outputs=[context],
-            api_name="chat",
-            concurrency_limit=concurrency_limit,
-            fill_height=True,
-        )
+        answers = gr.State({})
+        with gr.Row():
+            with gr.Column(scale=1):
+                index = gr.Dropdown(catalog.names(), value=catalog.default_name, label="Index",
+                                    elem_id="index-picker")
+                stats = gr.Markdown(catalog.stats_markdown(catalog.default_name), elem_id="index-stats")
+                refresh = gr.Button("Refresh indexes", size="sm")
+                with gr.Accordion("Add documents", open=True):
+                    uploads = gr.File(file_count="multiple", type="filepath", label="Upload files",
+                                      elem_id="upload-files")
+                    ingest_button = gr.Button("Ingest uploaded files", variant="primary", elem_id="ingest-uploads")
+                    if options.allowed_roots:
+                        folder = gr.Textbox(label=f"Server folder (inside {options.allowed_roots.describe()})",
+                                            elem_id="server-folder")
+                        folder_button = gr.Button("Ingest server folder", elem_id="ingest-folder")
+                    progress = gr.HTML("", elem_id="ingest-progress-box")
+                    report_text = gr.Markdown("", elem_id="ingest-report")
+                    with gr.Accordion("Ingestion report (JSON)", open=False):
+                        report_json = gr.JSON(label="Ingestion report")
+
+            with gr.Column(scale=3):
+                context = gr.Markdown("", label="Context meter", elem_id="context-meter")
+                answer_json = gr.JSON(visible=False, label="Last answer")
+                with gr.Accordion("Settings", open=False):
+                    inputs = settings_inputs(options.defaults)
+                chat = gr.ChatInterface(
+                    make_respond(catalog, options.defaults),
+                    chatbot=gr.Chatbot(elem_id="chatbot", height=560, sanitize_html=True, label="Chat"),
+                    textbox=gr.Textbox(elem_id="chat-input", placeholder="Ask a question about your documents",
+                                       show_label=False, scale=7),
+                    additional_inputs=[*inputs, index, answers],
+                    additional_outputs=[context, answer_json, answers],
+                    api_name="chat",
+                    api_description="Ask a question (other inputs are optional); returns the messages, the context "
+                                    "meter and the full answer with sources. The session keeps the conversation.",
+                    concurrency_limit=options.concurrency,
+                    fill_height=False,
+                )
+                with gr.Row():
+                    markdown_button = gr.Button("Export Markdown", size="sm", elem_id="export-md")
+                    json_button = gr.Button("Export JSON", size="sm", elem_id="export-json")
+                exported = gr.File(label="Exported conversation", interactive=False, elem_id="export-file")
+        ingest_outputs = [progress, report_text, report_json, stats]
+        ingest_button.click(ingest_uploads, [uploads, index], ingest_outputs, api_name="ingest_uploads",
+                            concurrency_limit=1, concurrency_id="ingest")
+        if options.allowed_roots:
+            folder_button.click(ingest_folder, [folder, index], ingest_outputs, api_name="ingest_folder",
+                                concurrency_limit=1, concurrency_id="ingest")
+        refresh.click(refresh_indexes, [index], [index, stats], api_name="indexes")
+        index.change(catalog.stats_markdown, [index], [stats], api_visibility="private")
+        app.load(refresh_indexes, [index], [index, stats], api_visibility="private")
+        conversation = [chat.chatbot_state, answers, index]
+        markdown_button.click(export_markdown, conversation, [exported], api_name="export_markdown")
+        json_button.click(export_json, conversation, [exported], api_name="export_json")
+        chat.chatbot.clear(lambda: "", None, [context], api_visibility="private")
+    return app
+
+
+def launch(app: gr.Blocks, *, host: str, port: int, share: bool, auth: list[tuple[str, str]] | None,
+           max_upload_mb: float, queue_size: int | None = None, block: bool = True) -> gr.Blocks:
+    """Serve the app through the queue; uploads over `max_upload_mb` are refused by Gradio itself."""
+    app.queue(max_size=queue_size)
+    app.launch(server_name=host, server_port=port, share=share, auth=auth or None,
+               max_file_size=f"{max_upload_mb:g}mb", prevent_thread_lock=not block, quiet=not block,
+               show_error=True)
     return app

@@ -1,0 +1,130 @@
+"""Generation through RagAgent against a plain `model.generate` on the same prompt, in one run.
+
+Figures: tokens per second and time to first token of the agent's streaming path (LocalLLM.stream: a worker
+thread, TextIteratorStreamer, stop-string cutting) against `model.generate` with the same ids and settings
+(greedy, so both produce the same tokens); the ratio is the generation overhead (goal: at most 1.05). Then a
+whole agent turn (retrieval, the ReAct decision call, prompt, answer), and building a prompt for a 50-turn
+history.
+
+    HF_HUB_OFFLINE=1 RAG_APP_HOME=/tmp/rag_home .venv/bin/python bench/bench_generation.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ingest.pipeline import ingest
+from rag_app.agent import AgentSettings, RagAgent
+from rag_app.config import GenerationSettings
+from rag_app.index.store import IndexStore
+from rag_app.models.registry import shared_embedder, shared_llm
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "en"
+QUESTION = "What is the default port?"
+
+
+def machine() -> str:
+    """CPU model, cores, RAM, Python and torch versions."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else 0.0
+    load = " load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
+    return (f"{cpu}, {os.cpu_count()} cores, {ram:.0f} GiB RAM,{load}; Python {platform.python_version()}, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+
+
+def timed_stream(llm, messages, settings) -> tuple[float, float, str]:
+    """(time to first piece, total time, text) through LocalLLM.stream, the agent's path."""
+    start = time.perf_counter()
+    first = None
+    pieces = []
+    for piece in llm.stream(messages, settings):
+        first = first if first is not None else time.perf_counter() - start
+        pieces.append(piece)
+    return first or 0.0, time.perf_counter() - start, "".join(pieces)
+
+
+def timed_plain(llm, ids, settings) -> tuple[float, int]:
+    """(total time, new tokens) of a plain model.generate on the same ids and settings."""
+    kwargs = llm.generate_kwargs(ids, settings)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        output = llm.model.generate(**kwargs)
+    return time.perf_counter() - start, output.shape[1] - len(ids)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    args = parser.parse_args()
+
+    embedder = shared_embedder("all-MiniLM-L6-v2", "cpu")
+    llm = shared_llm("SmolLM2-135M-Instruct", "auto")
+    index = Path(tempfile.mkdtemp(prefix="bench-generation-")) / "index"
+    ingest([SAMPLES], index, embedder)
+    generation = GenerationSettings(max_new_tokens=args.max_new_tokens)
+    agent = RagAgent(IndexStore.open(index), embedder, llm, AgentSettings(generation=generation))
+
+    sources = agent.search(QUESTION)
+    built = agent.answer_prompt(QUESTION, sources, [], generation)
+    ids = llm.encode_messages(built.messages)
+    one_token = GenerationSettings(max_new_tokens=1)
+    timed_plain(llm, ids, generation)  # warm-up
+    rows = {"plain": [], "stream": [], "plain_ttft": [], "stream_ttft": []}
+    tokens = 0
+    for _ in range(args.repeats):  # interleaved, so load changes hit both alike
+        seconds, tokens = timed_plain(llm, ids, generation)
+        rows["plain"].append(seconds)
+        rows["plain_ttft"].append(timed_plain(llm, ids, one_token)[0])
+        ttft, seconds, _ = timed_stream(llm, built.messages, generation)
+        rows["stream"].append(seconds)
+        rows["stream_ttft"].append(ttft)
+    median = {name: statistics.median(values) for name, values in rows.items()}
+
+    turns, turn_ttft = [], []
+    for _ in range(max(1, args.repeats // 2)):
+        start = time.perf_counter()
+        first = None
+        for event in agent.stream(QUESTION):
+            if event.kind == "token" and first is None:
+                first = time.perf_counter() - start
+        turns.append(time.perf_counter() - start)
+        turn_ttft.append(first or 0.0)
+
+    history = [message for n in range(50) for message in (
+        {"role": "user", "content": f"Question {n}: how does retrieval work here?"},
+        {"role": "assistant", "content": f"Answer {n}: it searches the passages first. " * 6},
+    )]
+    agent.answer_prompt(QUESTION, sources, history, generation)
+    assembly = []
+    for _ in range(7):
+        start = time.perf_counter()
+        history_prompt = agent.answer_prompt(QUESTION, sources, history, generation)
+        assembly.append(time.perf_counter() - start)
+
+    print(f"machine: {machine()}")
+    print(f"model: {llm.name} on {llm.device}; prompt {len(ids)} tokens, {tokens} new tokens, "
+          f"{args.repeats} interleaved repeats (medians)")
+    print(f"plain model.generate : {tokens / median['plain']:7.1f} tok/s, TTFT {median['plain_ttft'] * 1000:6.0f} ms")
+    print(f"agent streaming path : {tokens / median['stream']:7.1f} tok/s, TTFT {median['stream_ttft'] * 1000:6.0f} ms")
+    print(f"generation overhead  : {median['stream'] / median['plain']:.3f}x time (goal <= 1.05)")
+    print(f"whole agent turn     : {statistics.median(turns):.2f} s, first answer token after "
+          f"{statistics.median(turn_ttft):.2f} s (retrieval + {agent.settings.max_steps} ReAct decision + answer)")
+    print(f"50-turn prompt build : {statistics.median(assembly) * 1000:.1f} ms "
+          f"({history_prompt.tokens} tokens, {history_prompt.dropped_turns} turns dropped)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,385 @@
+"""rag-eval: retrieval quality (nDCG, recall, MRR), latency and abstention on BEIR-format corpora.
+
+Each corpus document is written as one file named after its `_id` and ingested through the normal pipeline;
+retrieved chunks map back to their document by file name. A document's rank is its best chunk's rank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePath
+
+import numpy as np
+
+from rag_app.models.embedder import Embedder
+from rag_app.retrieval import FUSION_METHODS, SEARCH_MODES, Retriever, SearchOptions
+
+DOCUMENT_SUFFIX = ".txt"
+CUTOFFS = (10, 100)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+# ---- the corpus ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BeirCorpus:
+    """Documents, queries and relevance judgements of one BEIR-format folder (or several merged)."""
+
+    documents: dict[str, str]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    names: list[str] = field(default_factory=list)
+
+    def judged_queries(self) -> dict[str, str]:
+        """The queries that have at least one relevant document, in file order."""
+        return {qid: text for qid, text in self.queries.items() if any(self.qrels.get(qid, {}).values())}
+
+
+def _read_jsonl(path: Path) -> Iterable[dict]:
+    with path.open(encoding="utf-8") as stream:
+        for number, line in enumerate(stream, start=1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(
+                        f"{path}:{number} is not valid JSON ({error.msg}): fix or remove that line"
+                    ) from None
+
+
+def load_beir(folder: Path, split: str) -> BeirCorpus:
+    """Read corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv; a missing file is a clear error."""
+    folder = Path(folder).expanduser()
+    needed = [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / f"{split}.tsv"]
+    for path in needed:
+        if not path.is_file():
+            splits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv")) if (folder / "qrels").is_dir() else []
+            hint = f" (splits there: {', '.join(splits)})" if splits else ""
+            raise ValueError(f"{path} is missing: --corpus needs a BEIR folder with corpus.jsonl, queries.jsonl "
+                             f"and qrels/{split}.tsv{hint}")
+    documents = {}
+    for record in _read_jsonl(needed[0]):
+        if "_id" not in record:
+            raise ValueError(f"{needed[0]}: a document has no `_id`: every line needs _id, title and text")
+        title, text = (record.get("title") or "").strip(), (record.get("text") or "").strip()
+        documents[str(record["_id"])] = f"{title}\n\n{text}" if title else text
+    queries = {str(record["_id"]): str(record["text"]) for record in _read_jsonl(needed[1])}
+    qrels: dict[str, dict[str, int]] = {}
+    with needed[2].open(encoding="utf-8") as stream:
+        for number, line in enumerate(stream, start=1):
+            parts = line.rstrip("\n").split("\t")
+            if not line.strip() or (number == 1 and not parts[-1].lstrip("-").isdigit()):
+                continue
+            if len(parts) != 3:
+                raise ValueError(f"{needed[2]}:{number} needs three tab-separated fields: query-id, corpus-id, score")
+            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+    return BeirCorpus(documents, queries, qrels, [folder.name])
+
+
+def merge_corpora(corpora: Sequence[BeirCorpus]) -> BeirCorpus:
+    """Several corpora in one index; query ids are prefixed with their corpus name when there are several."""
+    if len(corpora) == 1:
+        return corpora[0]
+    merged = BeirCorpus({}, {}, {})
+    for corpus in corpora:
+        prefix = f"{corpus.names[0]}/"
+        clash = set(corpus.documents) & set(merged.documents)
+        if clash:
+            raise ValueError(f"document id {sorted(clash)[0]!r} occurs in two corpora: ids must be unique across "
+                             "the --corpus folders")
+        merged.documents.update(corpus.documents)
+        merged.queries.update({prefix + qid: text for qid, text in corpus.queries.items()})
+        merged.qrels.update({prefix + qid: judged for qid, judged in corpus.qrels.items()})
+        merged.names.extend(corpus.names)
+    return merged
+
+
+def document_file_name(doc_id: str) -> str:
+    """A safe file name for a document id; ids that needed changing get a hash so that none collide."""
+    safe = _UNSAFE.sub("_", doc_id)[:100]
+    if safe != doc_id or safe.startswith("."):
+        safe = f"{safe}-{hashlib.blake2b(doc_id.encode('utf-8'), digest_size=4).hexdigest()}"
+    return safe + DOCUMENT_SUFFIX
+
+
+def write_documents(documents: Mapping[str, str], folder: Path) -> dict[str, str]:
+    """Write each document as FOLDER/<safe id>.txt; return file name -> document id."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = {}
+    for doc_id, text in documents.items():
+        name = document_file_name(doc_id)
+        (folder / name).write_text(text + "\n", encoding="utf-8")
+        names[name] = doc_id
+    return names
+
+
+# ---- metrics -----------------------------------------------------------------------------------------------
+
+
+def ndcg_at(ranked: Sequence[str], judged: Mapping[str, int], k: int) -> float:
+    """nDCG@k with linear gains (trec_eval's, as BEIR reports it)."""
+    dcg = sum(judged.get(doc, 0) / math.log2(rank + 1) for rank, doc in enumerate(ranked[:k], start=1))
+    ideal = sorted((grade for grade in judged.values() if grade > 0), reverse=True)[:k]
+    idcg = sum(grade / math.log2(rank + 1) for rank, grade in enumerate(ideal, start=1))
+    return dcg / idcg if idcg else 0.0
+
+
+def recall_at(ranked: Sequence[str], judged: Mapping[str, int], k: int) -> float:
+    """Share of the relevant documents found in the top k."""
+    relevant = {doc for doc, grade in judged.items() if grade > 0}
+    return len(relevant.intersection(ranked[:k])) / len(relevant) if relevant else 0.0
+
+
+def mrr_at(ranked: Sequence[str], judged: Mapping[str, int], k: int) -> float:
+    """1 / rank of the first relevant document in the top k, else 0."""
+    return next((1.0 / rank for rank, doc in enumerate(ranked[:k], start=1) if judged.get(doc, 0) > 0), 0.0)
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    """The `share` quantile by linear interpolation (numpy's default)."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    position = (len(ordered) - 1) * share
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+# ---- running queries ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One retrieval configuration to measure."""
+
+    options: SearchOptions
+    depth: int = 100
+
+
+def rank_documents(retriever: Retriever, query: str, names: Mapping[str, str], config: EvalConfig
+                   ) -> tuple[list[str], list]:
+    """Distinct document ids, best first (a document ranks by its best chunk), and the chunk-level sources."""
+    want = config.depth * 2
+    total = retriever.store.count_chunks()
+    while True:
+        options = replace(config.options, k=want, candidates=max(config.options.candidates, want),
+                        merge_neighbours=False)
+        sources = retriever.search(query, options)
+        ranked = list(dict.fromkeys(names[PurePath(s.path).name] for s in sources if PurePath(s.path).name in names))
+        if len(ranked) >= config.depth or len(sources) < want or want >= total:
+            return ranked[: config.depth], sources
+        want *= 2
+
+
+def evaluate(retriever: Retriever, corpus: BeirCorpus, names: Mapping[str, str], config: EvalConfig,
+             limit: int | None = None) -> dict[str, float | int | str]:
+    """nDCG@10, Recall@10/100, MRR@10, latency and the false-abstain rate over the judged queries."""
+    queries = list(corpus.judged_queries().items())[:limit]
+    if not queries:
+        raise ValueError("no query in this split has a relevant document: check the qrels file and --split")
+    totals = {"ndcg@10": 0.0, "recall@10": 0.0, "recall@100": 0.0, "mrr@10": 0.0}
+    latencies, abstained = [], 0
+    top = SearchOptions().k
+    for qid, text in queries:
+        began = time.perf_counter()
+        ranked, sources = rank_documents(retriever, text, names, config)
+        latencies.append((time.perf_counter() - began) * 1000)
+        judged = corpus.qrels[qid]
+        totals["ndcg@10"] += ndcg_at(ranked, judged, 10)
+        totals["recall@10"] += recall_at(ranked, judged, 10)
+        totals["recall@100"] += recall_at(ranked, judged, 100)
+        totals["mrr@10"] += mrr_at(ranked, judged, 10)
+        abstained += not retriever.is_relevant(sources[:top], config.options)
+    result: dict[str, float | int | str] = {key: round(value / len(queries), 4) for key, value in totals.items()}
+    result.update({
+        "p50_ms": round(percentile(latencies, 0.5), 1), "p95_ms": round(percentile(latencies, 0.95), 1),
+        "false_abstain_rate": round(abstained / len(queries), 4), "n_queries": len(queries),
+    })
+    return result
+
+
+def abstention(retriever: Retriever, questions_file: Path, options: SearchOptions) -> dict[str, float | int]:
+    """False-answer rate (unanswerable judged relevant) and false-abstain rate (answerable judged not)."""
+    counts = {True: [0, 0], False: [0, 0]}  # answerable -> [questions, answered]
+    for record in _read_jsonl(Path(questions_file).expanduser()):
+        if "text" not in record or "answerable" not in record:
+            raise ValueError(f"{questions_file}: every line needs `text` and `answerable` (true or false)")
+        answered = retriever.is_relevant(retriever.search(record["text"], options), options)
+        counts[bool(record["answerable"])][0] += 1
+        counts[bool(record["answerable"])][1] += answered
+    (answerable, answered_ok), (unanswerable, answered_bad) = counts[True], counts[False]
+    return {
+        "abstain_false_answer_rate": round(answered_bad / unanswerable, 4) if unanswerable else 0.0,
+        "abstain_false_abstain_rate": round(1 - answered_ok / answerable, 4) if answerable else 0.0,
+        "abstain_unanswerable": unanswerable, "abstain_answerable": answerable,
+    }
+
+
+# ---- the index ---------------------------------------------------------------------------------------------
+
+
+class SerialEmbedder:
+    """An embedder whose token counting and embedding never overlap.
+
+    The ingest pipeline counts tokens on its loader thread while it embeds on the main thread; a Hugging Face
+    fast tokenizer shared by both can fail ("Unable to create tensor ...") when they meet.
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.inner = embedder
+        self.name, self.dimension, self.max_tokens = embedder.name, embedder.dimension, embedder.max_tokens
+        self._lock = threading.Lock()
+
+    def count_tokens(self, text: str) -> int:
+        with self._lock:
+            return self.inner.count_tokens(text)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        with self._lock:
+            return self.inner.embed_query(text)
+
+
+def open_or_build(corpus: BeirCorpus, index: Path, embedder_name: str, device: str
+                  ) -> tuple[Retriever, dict[str, str], float]:
+    """Reuse the index at `index` if it holds this corpus, else ingest the corpus into it; seconds spent ingesting."""
+    from ingest.pipeline import ingest
+    from rag_app.index.store import STORE_NAME, IndexStore
+    from rag_app.models.registry import shared_embedder
+
+    embedder = shared_embedder(embedder_name, device)
+    names = {document_file_name(doc_id): doc_id for doc_id in corpus.documents}
+    seconds = 0.0
+    if not (index / STORE_NAME).exists():
+        began = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="rag-eval-docs-") as folder:
+            write_documents(corpus.documents, Path(folder))
+            report = ingest([Path(folder)], index, SerialEmbedder(embedder))
+        seconds = time.perf_counter() - began
+        if report.skipped:
+            print(f"warning: {len(report.skipped)} documents were skipped, e.g. {report.skipped[0]}",
+                  file=sys.stderr)
+    store = IndexStore.open(index, embedder_name=embedder_name)
+    stored = {PurePath(path).name for path in store.files()}
+    if not stored or not stored <= set(names):
+        store.close()
+        raise ValueError(f"the index at {index} holds documents that are not in this corpus: give a new or empty "
+                         "--index (or leave it out for a temporary one)")
+    return Retriever(store, embedder), names, seconds
+
+
+def _index_embedder(index: Path) -> str | None:
+    from rag_app.index.manifest import read_manifest
+
+    try:
+        return (read_manifest(index) or {}).get("embedder")
+    except (OSError, ValueError):
+        return None
+
+
+# ---- the command -------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = SearchOptions()
+    parser = argparse.ArgumentParser(prog="rag-eval", description="Retrieval quality and latency on a BEIR-format "
+                                     "corpus (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv).")
+    parser.add_argument("--corpus", type=Path, action="append", required=True,
+                        help="BEIR folder; repeat to search several corpora in one index")
+    parser.add_argument("--split", default="test", help="qrels file to score against (default: %(default)s)")
+    parser.add_argument("--index", type=Path, help="index folder to build and keep, or reuse (default: temporary)")
+    parser.add_argument("--embedder", help="embedder id or folder (default: the index's own, else all-MiniLM-L6-v2)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    parser.add_argument("--mode", choices=SEARCH_MODES, default=defaults.mode, help="default: %(default)s")
+    parser.add_argument("--modes", help="comma-separated modes to compare over one ingest, e.g. dense,lexical,hybrid")
+    parser.add_argument("--k", type=int, default=100, help="distinct documents ranked per query (default: 100)")
+    parser.add_argument("--candidates", type=int, default=defaults.candidates,
+                        help="chunks taken from each leg before fusion, at least 2*k (default: %(default)s)")
+    parser.add_argument("--fusion", choices=FUSION_METHODS, default=defaults.fusion, help="default: %(default)s")
+    parser.add_argument("--rrf-k", type=int, default=defaults.rrf_k, help="default: %(default)s")
+    parser.add_argument("--dense-weight", type=float, default=defaults.dense_weight,
+                        help="weight of the dense leg in weighted fusion (default: %(default)s)")
+    parser.add_argument("--reranker", help="sentence-transformers CrossEncoder id or folder (default: none)")
+    parser.add_argument("--rerank-depth", type=int, default=defaults.rerank_depth, help="default: %(default)s")
+    parser.add_argument("--min-relevance", type=float, default=defaults.min_relevance,
+                        help="abstain threshold (default: %(default)s)")
+    parser.add_argument("--abstain", type=Path, help="JSONL of {text, answerable} questions: report false-answer "
+                        "and false-abstain rates over the index")
+    parser.add_argument("--limit", type=int, help="score only the first N judged queries")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run rag-eval; exit 0 on success, 2 on bad input."""
+    from rag_app.config import DEFAULT_EMBEDDER
+    from rag_app.index.errors import IndexError_
+
+    args = build_parser().parse_args(argv)
+    modes = [mode.strip() for mode in (args.modes or args.mode).split(",") if mode.strip()]
+    unknown = [mode for mode in modes if mode not in SEARCH_MODES]
+    if unknown or args.k < 1:
+        what = f"unknown mode(s) {unknown}: choose from {', '.join(SEARCH_MODES)}" if unknown else "--k must be >= 1"
+        print(f"error: {what}", file=sys.stderr)
+        return 2
+    try:
+        corpus = merge_corpora([load_beir(folder, args.split) for folder in args.corpus])
+        with tempfile.TemporaryDirectory(prefix="rag-eval-index-") as scratch:
+            index = (args.index or Path(scratch) / "index").expanduser().resolve()
+            embedder_name = args.embedder or _index_embedder(index) or DEFAULT_EMBEDDER
+            retriever, names, ingest_seconds = open_or_build(corpus, index, embedder_name, args.device)
+            if args.reranker:
+                from rag_app.rerank import CrossEncoderReranker
+
+                retriever.reranker = CrossEncoderReranker(args.reranker, args.device)
+            runs = []
+            for mode in modes:
+                options = SearchOptions(mode=mode, candidates=args.candidates, fusion=args.fusion,
+                                        rrf_k=args.rrf_k, dense_weight=args.dense_weight,
+                                        rerank_depth=args.rerank_depth, min_relevance=args.min_relevance)
+                run: dict[str, object] = {"mode": mode, **evaluate(retriever, corpus, names,
+                                                                    EvalConfig(options, args.k), args.limit)}
+                if args.abstain:
+                    product = replace(options, candidates=SearchOptions.candidates)
+                    run.update(abstention(retriever, args.abstain, product))
+                runs.append(run)
+            retriever.store.close()
+    except (ValueError, IndexError_) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    shared = {"corpus": "+".join(corpus.names), "split": args.split, "n_docs": len(corpus.documents),
+              "embedder": embedder_name, "fusion": args.fusion, "rrf_k": args.rrf_k,
+              "dense_weight": args.dense_weight, "candidates": args.candidates, "reranker": args.reranker,
+              "ingest_seconds": round(ingest_seconds, 1)}
+    if args.json:
+        print(json.dumps({**runs[0], **shared} if len(runs) == 1 else {**shared, "runs": runs}, ensure_ascii=False))
+    else:
+        print(format_table(runs, shared))
+    return 0
+
+
+def format_table(runs: Sequence[Mapping[str, object]], shared: Mapping[str, object]) -> str:
+    """The runs as a Markdown table, under a line that says what was measured."""
+    columns = ["mode", "ndcg@10", "recall@10", "recall@100", "mrr@10", "p50_ms", "p95_ms", "false_abstain_rate"]
+    columns += [key for key in ("abstain_false_answer_rate", "abstain_false_abstain_rate") if key in runs[0]]
+    header = (f"{shared['corpus']} ({shared['split']}): {shared['n_docs']} documents, {runs[0]['n_queries']} queries,"
+              f" embedder {shared['embedder']}, fusion {shared['fusion']}, reranker {shared['reranker'] or 'none'}, "
+              f"ingest {shared['ingest_seconds']} s")
+    lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(run.get(column, "")) for column in columns) + " |" for run in runs]
+    return "\n".join(lines)

@@ -1,0 +1,41 @@
+"""The optional second stage: a sentence-transformers CrossEncoder that re-orders the top candidates."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from rag_app.models.device import resolve_device
+from rag_app.types import Source
+
+
+class Reranker(Protocol):
+    """Re-orders retrieved passages for a query, best first."""
+
+    def rerank(self, query: str, sources: list[Source]) -> list[Source]: ...
+
+
+class CrossEncoderReranker:
+    """Scores (query, passage) pairs with a CrossEncoder model (by id or folder) and sorts by that score."""
+
+    def __init__(self, model: str, device: str = "auto", batch_size: int = 32) -> None:
+        from sentence_transformers import CrossEncoder
+
+        try:
+            self.model = CrossEncoder(model, device=resolve_device(device), num_labels=1)
+        except OSError as error:
+            raise ValueError(
+                f"cannot load the reranker {model!r} ({error}): give a sentence-transformers CrossEncoder id that "
+                "is in the local Hugging Face cache, or a folder holding one"
+            ) from error
+        self.name = model
+        self.batch_size = batch_size
+
+    def rerank(self, query: str, sources: list[Source]) -> list[Source]:
+        """Sources sorted by cross-encoder score (stored as `score`); relevance is left as it was."""
+        if not sources:
+            return []
+        scores = self.model.predict([(query, source.text) for source in sources], batch_size=self.batch_size,
+                                    show_progress_bar=False)
+        for source, score in zip(sources, scores, strict=True):
+            source.score = float(score)
+        return sorted(sources, key=lambda source: source.score, reverse=True)

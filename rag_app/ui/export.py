@@ -1,0 +1,67 @@
+"""A conversation exported as Markdown or JSON: questions, answers, sources and steps, as plain text."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rag_app.ui.render import Message, answer_text, is_thought, message_text, unescape
+
+
+def conversation_turns(history: Sequence[Message], answers: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chat as turns: each question, its answer text, and (when known) the full Answer with sources and steps."""
+    turns: list[dict[str, Any]] = []
+    for message in history:
+        metadata = message.get("metadata") or {}
+        if message.get("role") == "user":
+            turns.append({"question": message_text(message).strip(), "answer": "", "details": None, "steps": []})
+        elif not turns:
+            continue
+        elif is_thought(message):
+            details = answers.get(str(metadata.get("id") or ""))
+            if details is not None:
+                turns[-1]["details"] = details
+            else:
+                turns[-1]["steps"].append({"title": metadata.get("title"), "content": unescape(message_text(message))})
+        else:
+            turns[-1]["answer"] = answer_text(message)
+    return turns
+
+
+def to_json(turns: Sequence[dict[str, Any]], index: str) -> str:
+    return json.dumps({"index": index, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "turns": list(turns)},
+                      ensure_ascii=False, indent=2)
+
+
+def to_markdown(turns: Sequence[dict[str, Any]], index: str) -> str:
+    lines = [f"# Conversation with index `{index}`", ""]
+    for number, turn in enumerate(turns, start=1):
+        lines += [f"## {number}. {turn['question']}", "", turn["answer"] or "*(no answer)*", ""]
+        details = turn.get("details") or {}
+        sources = details.get("sources") or []
+        if sources:
+            lines += ["**Sources**", ""]
+            for source in sources:
+                where = source["path"]
+                if source.get("page") is not None:
+                    where += f", p. {source['page']}"
+                if source.get("start_line") is not None:
+                    where += f", lines {source['start_line']}-{source.get('end_line') or source['start_line']}"
+                quoted = source["text"].strip().replace("\n", "\n   > ")
+                lines += [f"{source['number']}. {where} (score {source['score']:.3f})", f"   > {quoted}", ""]
+        if details.get("context_window"):
+            lines += [f"*Context: {details['prompt_tokens']} / {details['context_window']} tokens, "
+                      f"{details['dropped_turns']} earlier turn(s) left out.*", ""]
+    return "\n".join(lines)
+
+
+def write_export(text: str, suffix: str) -> str:
+    """The export as a file Gradio can offer for download."""
+    folder = Path(tempfile.mkdtemp(prefix="rag_app-export-"))
+    path = folder / f"conversation-{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
+    path.write_text(text, encoding="utf-8")
+    return str(path)

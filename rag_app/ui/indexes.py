@@ -1,0 +1,149 @@
+"""The indexes a UI user can pick (under the indexes folder, plus the one the app started with), one agent each."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from queue import Empty, Queue
+from typing import Any
+
+from ingest.pipeline import IngestOptions, ingest
+from ingest.report import IngestProgress, IngestReport
+from rag_app.agent import AgentSettings, RagAgent
+from rag_app.index.store import STORE_NAME, IndexStore
+
+UPLOADS_FOLDER = "uploads"
+
+
+class UnknownIndexError(ValueError):
+    """An index name that is not in the catalogue (never a path: clients cannot point the app at folders)."""
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The models every agent of the app uses (None: the index's own embedder / the default LLM)."""
+
+    embedder: str | None = None
+    llm: str | None = None
+    device: str | None = None
+
+
+class IndexCatalog:
+    """Index names → folders, and one shared agent per index (models are loaded once per process)."""
+
+    def __init__(self, root: Path, default: Path, models: ModelChoice | None = None,
+                 settings: AgentSettings | None = None) -> None:
+        self.root = Path(root).resolve()
+        self.default = Path(default).resolve()
+        self.models = models or ModelChoice()
+        self.settings = settings
+        self._agents: dict[Path, RagAgent] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def default_name(self) -> str:
+        return self.default.name
+
+    def folders(self) -> dict[str, Path]:
+        """Every index by name: the folders under the root that hold an index, and the app's own index."""
+        found = {}
+        if self.root.is_dir():
+            found = {folder.name: folder.resolve() for folder in sorted(self.root.iterdir())
+                     if (folder / STORE_NAME).exists()}
+        found[self.default_name] = self.default
+        return found
+
+    def names(self) -> list[str]:
+        return sorted(self.folders())
+
+    def path(self, name: str | None) -> Path:
+        """The folder of index `name` (the default index for None or "")."""
+        folders = self.folders()
+        name = name or self.default_name
+        if name not in folders:
+            raise UnknownIndexError(f"there is no index named {name!r}; choose one of {sorted(folders)}")
+        return folders[name]
+
+    def agent(self, name: str | None) -> RagAgent:
+        """The agent over index `name`, opened on first use and shared by every session."""
+        folder = self.path(name)
+        with self._lock:
+            if folder not in self._agents:
+                self._agents[folder] = RagAgent.load(
+                    folder, embedder=self.models.embedder, llm=self.models.llm, device=self.models.device,
+                    settings=self.settings,
+                )
+            return self._agents[folder]
+
+    def stats_markdown(self, name: str | None) -> str:
+        """Files, chunks, embedder and last update of index `name`, as Markdown."""
+        try:
+            folder = self.path(name)
+            with IndexStore.open(folder) as store:
+                stats = store.stats()
+        except Exception as error:  # shown to the user; the app keeps running
+            return f"**Index unavailable:** {error}"
+        updated = stats.get("updated_at")
+        when = (time.strftime("%Y-%m-%d %H:%M", time.localtime(updated)) if isinstance(updated, (int, float))
+                else str(updated or "never"))
+        return (f"**{folder.name}** · {stats['files']} files · {stats['chunks']} chunks · "
+                f"embedder `{stats['embedder']}` · last update {when}")
+
+
+def save_uploads(files: Sequence[str | Path], index_folder: Path) -> list[Path]:
+    """Copy uploaded files (Gradio's temporary copies) next to the index, so that their paths stay valid."""
+    target = index_folder / UPLOADS_FOLDER
+    target.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for file in files:
+        source = Path(file)
+        destination = target / source.name
+        shutil.copyfile(source, destination)
+        saved.append(destination)
+    return saved
+
+
+def progress_bar(progress: IngestProgress | None) -> str:
+    """A live HTML progress bar for an ingest (files done out of total, chunks written, ETA)."""
+    if progress is None:
+        return "<progress id='ingest-progress'></progress> starting…"
+    eta = progress.eta_seconds
+    eta_text = f", about {eta:.0f} s left" if eta is not None and progress.files_done < progress.files_total else ""
+    return (f"<progress id='ingest-progress' value='{progress.files_done}' max='{max(progress.files_total, 1)}'>"
+            f"</progress> {progress.files_done} / {progress.files_total} files · {progress.chunks_done} chunks"
+            f"{eta_text}")
+
+
+def run_ingest(paths: Sequence[Path], index_folder: Path, agent: RagAgent,
+               options: IngestOptions) -> Iterator[tuple[IngestProgress | None, IngestReport | None]]:
+    """Ingest on a worker thread, yielding progress events as they come and then the report."""
+    events: Queue[tuple[str, Any]] = Queue()
+
+    def work() -> None:
+        try:
+            report = ingest(list(paths), index_folder, agent.embedder, options,
+                            progress=lambda event: events.put(("progress", event)))
+            events.put(("done", report))
+        except Exception as error:  # re-raised in the caller's thread below
+            events.put(("error", error))
+
+    worker = threading.Thread(target=work, daemon=True, name="rag-ui-ingest")
+    worker.start()
+    yield None, None
+    while True:
+        try:
+            kind, value = events.get(timeout=0.5)
+        except Empty:
+            continue
+        if kind == "progress":
+            yield value, None
+        elif kind == "error":
+            raise value
+        else:
+            worker.join()
+            yield None, value
+            return

@@ -1,0 +1,84 @@
+"""Abstention: over a cooking corpus, off-topic questions are judged not relevant and cooking questions are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag_app.evaluation import abstention
+from rag_app.retrieval import Retriever, SearchOptions
+
+COOKING = {
+    "bread.md": "# Bread\n\nKnead the dough for ten minutes, let it rise until doubled, then bake at 220 C for "
+                "thirty minutes until the crust is deep brown.\n",
+    "pasta.md": "# Pasta\n\nBoil pasta in plenty of well-salted water. Adding oil to the water only makes the "
+                "sauce slide off the noodles.\n",
+    "steak.md": "# Steak\n\nSear the steak in a very hot pan, then let it rest for five to ten minutes so the "
+                "juices settle before slicing.\n",
+    "eggs.md": "# Eggs\n\nOlder eggs are easier to peel after boiling because the pH of the white rises as "
+               "they age.\n",
+    "rice.txt": "米饭的做法：淘米之后先把米浸泡三十分钟，米和水的比例大约是一比一点二，大火煮开后转小火焖十五分钟。\n",
+}
+UNANSWERABLE = [
+    "What is the boiling point of tungsten?",
+    "Who wrote Moby-Dick?",
+    "How many moons does Neptune have?",
+    "比特币的总量上限是多少？",
+]
+ANSWERABLE = [
+    "How long should a steak rest after cooking?",
+    "Why shouldn't I add oil to pasta water?",
+    "How long do I knead bread dough?",
+    "米饭 米和水的比例",
+]
+
+
+@pytest.fixture(scope="module")
+def cooking(tmp_path_factory, embedder) -> Retriever:
+    from ingest.pipeline import ingest
+    from rag_app.index.store import IndexStore
+
+    corpus = tmp_path_factory.mktemp("cooking")
+    for name, text in COOKING.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    index = tmp_path_factory.mktemp("cooking_index") / "index"
+    assert ingest([corpus], index, embedder).ok
+    store = IndexStore.open(index)
+    yield Retriever(store, embedder)
+    store.close()
+
+
+def test_the_tungsten_question_abstains(cooking: Retriever) -> None:
+    sources = cooking.search("What is the boiling point of tungsten?")
+    assert sources, "search still returns its best guesses"
+    assert not cooking.is_relevant(sources)
+
+
+@pytest.mark.parametrize("question", UNANSWERABLE)
+def test_off_topic_questions_are_not_relevant(cooking: Retriever, question: str) -> None:
+    assert not cooking.is_relevant(cooking.search(question))
+
+
+@pytest.mark.parametrize("question", ANSWERABLE)
+def test_cooking_questions_are_relevant(cooking: Retriever, question: str) -> None:
+    sources = cooking.search(question)
+    assert cooking.is_relevant(sources), [(source.path, source.relevance) for source in sources]
+
+
+def test_the_threshold_is_the_options_own(cooking: Retriever) -> None:
+    sources = cooking.search("How long should a steak rest after cooking?")
+    best = max(source.relevance for source in sources)
+    assert cooking.is_relevant(sources, SearchOptions(min_relevance=best))
+    assert not cooking.is_relevant(sources, SearchOptions(min_relevance=best + 0.01))
+
+
+def test_abstention_rates_over_a_question_file(cooking: Retriever, tmp_path: Path) -> None:
+    questions = tmp_path / "questions.jsonl"
+    lines = [{"text": text, "answerable": False} for text in UNANSWERABLE]
+    lines += [{"text": text, "answerable": True} for text in ANSWERABLE]
+    questions.write_text("\n".join(json.dumps(line, ensure_ascii=False) for line in lines) + "\n", encoding="utf-8")
+    rates = abstention(cooking, questions, SearchOptions())
+    assert rates == {"abstain_false_answer_rate": 0.0, "abstain_false_abstain_rate": 0.0,
+                     "abstain_unanswerable": 4, "abstain_answerable": 4}

@@ -1,0 +1,68 @@
+"""A real browser (Debian's chromium, driven by playwright): ask, read the streamed answer and its sources,
+upload a file and ask about it. Screenshots go to test-artifacts/browser/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.facts import FACT_QUESTION
+from tests.test_ui_handlers import make_catalog, serve
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
+QUIET_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def page(fact_index, embedder, llm, tmp_path_factory):
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser-deps` (installs Debian's chromium) and test again")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with serve(make_catalog(fact_index, tmp_path_factory.mktemp("ui_browser"))) as url, sync_playwright() as play:
+        browser = play.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), headless=True, args=QUIET_FLAGS,
+            viewport={"width": 1400, "height": 1000})
+        page = browser.new_page()
+        page.goto(url)
+        yield page
+        browser.close()
+
+
+def _ask(page, question: str, sources_seen: int) -> None:
+    page.locator("#chat-input textarea").fill(question)
+    page.locator("#chat-input textarea").press("Enter")
+    expect(page.locator("#chatbot").get_by_text("📚 Sources")).to_have_count(sources_seen + 1, timeout=90_000)
+
+
+def test_ask_see_answer_and_open_sources(page):
+    _ask(page, FACT_QUESTION, 0)
+    chatbot = page.locator("#chatbot")
+    expect(chatbot.get_by_text("🔎 search_documents").first).to_be_visible()
+    expect(page.locator("#context-meter")).to_contain_text("Context:")
+    expect(chatbot.get_by_text("fountain.txt, lines").first).to_be_visible()
+    expect(chatbot.locator("strong", has_text="Zorblax fountain in Quenville").first).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "answer-with-sources.png"))
+    chatbot.get_by_text("📚 Sources").first.click()
+    expect(chatbot.get_by_text("fountain.txt, lines").first).to_be_hidden()
+
+
+def test_upload_ingest_and_ask_about_it(page, tmp_path):
+    upload = tmp_path / "lighthouse.md"
+    upload.write_text("# Keeper log\n\nThe Vexmoor lighthouse beam is green and turns every 9 seconds.\n"
+                      "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">\n")
+    page.locator("#upload-files input[type=file]").set_input_files(str(upload))
+    expect(page.locator("#upload-files").get_by_text("lighthouse.md")).to_be_visible(timeout=30_000)
+    page.locator("#ingest-uploads").click()
+    expect(page.locator("#ingest-report")).to_contain_text("1 added", timeout=60_000)
+    expect(page.locator("#index-stats")).to_contain_text("5 files")
+    _ask(page, "What colour is the Vexmoor lighthouse beam?", 1)
+    chatbot = page.locator("#chatbot")
+    expect(chatbot.get_by_text("lighthouse.md, lines").first).to_be_visible()
+    expect(chatbot.get_by_text("<script>document.title='pwned'</script>", exact=False).first).to_be_visible()
+    assert page.title() != "pwned", "document text ran as script"
+    page.screenshot(path=str(ARTIFACTS / "upload-and-ask.png"))

@@ -1,0 +1,86 @@
+"""Citation checking against the retrieved passages, and the evidence sentences shown with every answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag_app.citations import evidence_sentences, split_sentences, statement, verify_citations
+from rag_app.types import Chunk, Source
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+@pytest.mark.parametrize(
+    ("text", "allowed", "cleaned", "kept"),
+    [
+        ("The port is 7860 [1].", [1, 2], "The port is 7860 [1].", [1]),
+        ("The port is 7860 [1, 9].", [1, 2], "The port is 7860 [1].", [1]),
+        ("The port is 7860 [9].", [1, 2], "The port is 7860.", []),
+        ("端口是 7860 [1，2]。", [1, 2], "端口是 7860 [1, 2]。", [1, 2]),
+        ("端口是 7860【2】", [1, 2], "端口是 7860[2]", [2]),
+        ("It is [2][1] and [2, 2].", [1, 2], "It is [2][1] and [2].", [2, 1]),
+        ("No citation at all.", [1, 2], "No citation at all.", []),
+        ("Cites [3] with nothing retrieved.", [], "Cites with nothing retrieved.", []),
+    ],
+)
+def test_only_citations_of_retrieved_passages_survive(text, allowed, cleaned, kept):
+    assert verify_citations(text, allowed) == (cleaned, kept)
+
+
+def test_sentences_split_for_english_and_chinese():
+    assert split_sentences("One. Two! 三。四？\nFive") == ["One.", "Two!", "三。", "四？", "Five"]
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    ["# Asking Questions", "What is the default port?", 'Try asking "What is the default port?" now.',
+     "端口被占用了怎么办？", "```", "Hi."],
+)
+def test_headings_questions_and_fragments_are_not_statements(sentence):
+    assert statement(sentence) is None
+
+
+def test_list_markers_are_dropped_from_statements():
+    assert statement("- `--port` sets the port.") == "`--port` sets the port."
+
+
+def sources_from(*paths: Path) -> list[Source]:
+    return [Source(Chunk(number, str(path), path.read_text(encoding="utf-8")), 1.0, number)
+            for number, path in enumerate(paths, start=1)]
+
+
+def test_evidence_prefers_the_statement_with_the_fact_over_quoted_questions():
+    sources = sources_from(SAMPLES / "en" / "getting-started.md", SAMPLES / "en" / "asking-questions.md")
+    evidence = evidence_sentences("What is the default port?", sources)
+    assert evidence[0] == "The default port is 7860."
+    assert not any("?" in sentence or sentence.startswith("#") for sentence in evidence)
+    assert sources[1].evidence[0] == "The default port is 7860."
+
+
+def test_evidence_skips_table_headers_and_finds_the_variable(embedder):
+    sources = sources_from(SAMPLES / "en" / "models-and-devices.md")
+    evidence = evidence_sentences("Which environment variable sets where the model cache lives?", sources, embedder)
+    assert any("RAG_APP_HOME" in sentence for sentence in evidence)
+    assert not any(sentence.startswith("| Setting") for sentence in evidence)
+
+
+def test_chinese_evidence_carries_the_port():
+    sources = sources_from(SAMPLES / "zh" / "快速开始.md")
+    evidence = evidence_sentences("默认端口是多少？", sources)
+    assert evidence and all("7860" in sentence for sentence in evidence[:2])
+    assert not any(sentence.endswith("？") for sentence in evidence)
+
+
+def test_the_embedder_finds_evidence_that_shares_no_word_with_the_question(embedder):
+    text = "Karl Benz built the first automobile in 1885. Bananas are yellow."
+    sources = [Source(Chunk(1, "cars.txt", text), 1.0, 1)]
+    question = "When was the car invented?"
+    assert evidence_sentences(question, sources) == []
+    assert evidence_sentences(question, sources, embedder) == ["Karl Benz built the first automobile in 1885."]
+
+
+def test_a_sentence_that_only_repeats_the_question_is_not_evidence():
+    sources = [Source(Chunk(1, "a.md", "The default port. The default port is 7860."), 1.0, 1)]
+    assert evidence_sentences("default port", sources) == ["The default port is 7860."]

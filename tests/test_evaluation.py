@@ -1,0 +1,153 @@
+"""rag-eval: the metric functions against hand-computed values, and the harness on a tiny BEIR corpus."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag_app.evaluation import (
+    document_file_name,
+    load_beir,
+    main,
+    mrr_at,
+    ndcg_at,
+    percentile,
+    recall_at,
+    write_documents,
+)
+
+# Six documents on unrelated topics; each query has one obviously relevant document.
+DOCUMENTS = {
+    "volcano": ("Volcanoes", "Basaltic lava from shield volcanoes flows far because it has low viscosity."),
+    "doc/7 x": ("Sourdough", "A sourdough starter is fed flour and water daily until it bubbles and doubles."),
+    "chess": ("Chess", "In chess, castling moves the king two squares towards a rook, which jumps over it."),
+    "tides": ("Tides", "Ocean tides are raised mainly by the gravitational pull of the Moon on the oceans."),
+    "violin": ("Violins", "A violin has four strings tuned in fifths: G, D, A and E."),
+    "comets": ("Comets", "A comet's tail points away from the Sun, pushed by the solar wind and light."),
+}
+QUERIES = {
+    "q1": ("Why does basaltic lava from shield volcanoes flow so far?", "volcano"),
+    "q2": ("How do I feed a sourdough starter?", "doc/7 x"),
+    "q3": ("What does castling do in chess?", "chess"),
+    "q4": ("Which way does a comet's tail point?", "comets"),
+}
+
+
+def write_beir(folder: Path) -> Path:
+    (folder / "qrels").mkdir(parents=True)
+    with (folder / "corpus.jsonl").open("w", encoding="utf-8") as stream:
+        for doc_id, (title, text) in DOCUMENTS.items():
+            stream.write(json.dumps({"_id": doc_id, "title": title, "text": text}) + "\n")
+    with (folder / "queries.jsonl").open("w", encoding="utf-8") as stream:
+        for qid, (text, _) in QUERIES.items():
+            stream.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    lines = ["query-id\tcorpus-id\tscore"] + [f"{qid}\t{doc}\t1" for qid, (_, doc) in QUERIES.items()]
+    (folder / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def beir(tmp_path_factory) -> Path:
+    return write_beir(tmp_path_factory.mktemp("tiny_beir"))
+
+
+# ---- metrics against hand-computed values ------------------------------------------------------------------
+
+
+def test_metrics_on_a_constructed_ranking() -> None:
+    ranked = ["d3", "d1", "d5", "d2", "d9"]
+    judged = {"d1": 1, "d2": 1, "d4": 1}
+    # relevant at ranks 2 and 4; ideal has three relevant at ranks 1..3
+    dcg = 1 / math.log2(3) + 1 / math.log2(5)
+    idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert ndcg_at(ranked, judged, 10) == pytest.approx(dcg / idcg)
+    assert ndcg_at(ranked, judged, 10) == pytest.approx(0.4982, abs=1e-4)
+    assert ndcg_at(ranked, judged, 1) == 0.0
+    assert recall_at(ranked, judged, 10) == pytest.approx(2 / 3)
+    assert recall_at(ranked, judged, 3) == pytest.approx(1 / 3)
+    assert mrr_at(ranked, judged, 10) == 0.5
+    assert mrr_at(ranked, judged, 1) == 0.0
+
+
+def test_graded_relevance_uses_linear_gains() -> None:
+    judged = {"a": 2, "b": 1, "c": 0}
+    assert ndcg_at(["b", "a"], judged, 10) == pytest.approx((1 + 2 / math.log2(3)) / (2 + 1 / math.log2(3)))
+    assert ndcg_at(["a", "b"], judged, 10) == pytest.approx(1.0)
+    assert recall_at(["c"], judged, 10) == 0.0
+
+
+def test_percentile_interpolates_like_numpy() -> None:
+    values = [10.0, 20.0, 30.0, 40.0]
+    assert percentile(values, 0.5) == pytest.approx(25.0)
+    assert percentile(values, 0.95) == pytest.approx(38.5)
+    assert percentile([], 0.5) == 0.0
+
+
+# ---- corpus handling ---------------------------------------------------------------------------------------
+
+
+def test_document_ids_become_distinct_safe_file_names(tmp_path: Path) -> None:
+    names = write_documents({"a/b": "one", "a_b": "two", "4983": "three", "..": "four"}, tmp_path)
+    assert names[document_file_name("a/b")] == "a/b" and names["a_b.txt"] == "a_b" and names["4983.txt"] == "4983"
+    assert len(names) == 4 and sorted(path.name for path in tmp_path.iterdir()) == sorted(names)
+    assert (tmp_path / document_file_name("a/b")).read_text(encoding="utf-8") == "one\n"
+
+
+def test_load_beir_reads_title_text_and_qrels(beir: Path) -> None:
+    corpus = load_beir(beir, "test")
+    assert corpus.documents["volcano"].startswith("Volcanoes\n\nBasaltic lava")
+    assert corpus.qrels["q2"] == {"doc/7 x": 1}
+    assert list(corpus.judged_queries()) == ["q1", "q2", "q3", "q4"]
+
+
+def test_a_missing_split_names_the_splits_there(beir: Path) -> None:
+    with pytest.raises(ValueError, match=r"qrels/dev.tsv.*splits there: test"):
+        load_beir(beir, "dev")
+
+
+def test_bad_mode_is_a_clear_error(beir: Path, capsys) -> None:
+    assert main(["--corpus", str(beir), "--modes", "dense,fuzzy"]) == 2
+    assert "unknown mode(s) ['fuzzy']" in capsys.readouterr().err
+
+
+# ---- the harness end to end --------------------------------------------------------------------------------
+
+
+def test_rag_eval_json_through_a_subprocess(beir: Path, tmp_path_factory) -> None:
+    index = tmp_path_factory.mktemp("tiny_beir_index") / "index"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-c", "import sys; from rag_app.cli import eval_main; sys.exit(eval_main())",
+               "--corpus", str(beir), "--split", "test", "--index", str(index), "--modes", "dense,lexical,hybrid",
+               "--json", "--embedder", "all-MiniLM-L6-v2", "--device", "cpu"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["n_docs"] == 6 and report["ingest_seconds"] > 0
+    runs = {run["mode"]: run for run in report["runs"]}
+    assert set(runs) == {"dense", "lexical", "hybrid"}
+    for run in runs.values():
+        assert {"ndcg@10", "recall@10", "recall@100", "mrr@10", "p50_ms", "p95_ms"} <= set(run)
+        assert run["n_queries"] == 4 and 0 < run["p50_ms"] <= run["p95_ms"]
+    # every query's one relevant document is the obvious first hit, so a correct id mapping scores 1.0
+    assert runs["hybrid"]["ndcg@10"] == 1.0 and runs["hybrid"]["mrr@10"] == 1.0
+    assert runs["hybrid"]["recall@100"] == 1.0 and runs["dense"]["recall@10"] == 1.0
+
+    # the kept index is reused (no second ingest) and gives the same figures
+    assert main(["--corpus", str(beir), "--index", str(index), "--mode", "hybrid", "--json"]) == 0
+
+
+def test_reusing_an_index_of_another_corpus_is_refused(beir: Path, tmp_path: Path, capsys) -> None:
+    other = write_beir(tmp_path / "other")
+    lines = (other / "corpus.jsonl").read_text().splitlines()
+    (other / "corpus.jsonl").write_text("\n".join(line.replace('"chess"', '"chess-2"') for line in lines) + "\n")
+    index = tmp_path / "index"
+    assert main(["--corpus", str(other), "--index", str(index), "--mode", "lexical", "--json", "--limit", "1"]) == 0
+    capsys.readouterr()
+    assert main(["--corpus", str(beir), "--index", str(index), "--mode", "lexical"]) == 2
+    assert "holds documents that are not in this corpus" in capsys.readouterr().err

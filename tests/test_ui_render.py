@@ -1,0 +1,127 @@
+"""The UI's pure parts: escaping, sources, meter, history replay, export, login parsing and folder checks."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from rag_app.types import Answer, Chunk, Source, Step
+from rag_app.ui.export import conversation_turns, to_json, to_markdown
+from rag_app.ui.render import (
+    UNCITED_NOTE,
+    agent_history,
+    escape,
+    highlight,
+    meter,
+    render_answer,
+    render_sources,
+    render_step,
+    unescape,
+)
+from rag_app.ui.security import AllowedRoots, FolderNotAllowedError, parse_auth
+
+HOSTILE = [
+    "<script>alert('x')</script>",
+    "![tracker](http://evil.example/x.png) and [click](javascript:alert(1))",
+    "a * b_c `code` # not a heading | pipe ~ tilde $x^2$ {braces} \\ back",
+    "two trailing spaces  \nthen a line\n\nand & ampersands &amp; entities",
+    "中文：喷泉在星期二喷水。",
+]
+
+
+def _source(text: str, evidence: list[str], number: int = 1) -> Source:
+    chunk = Chunk(id=7, path="/docs/notes.txt", text=text, start_line=3, end_line=5)
+    return Source(chunk=chunk, score=0.0321, number=number, relevance=0.8, evidence=evidence)
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_escape_is_inert_and_exactly_reversible(text):
+    escaped = escape(text)
+    assert "<script" not in escaped and "](" not in escaped
+    assert unescape(escaped) == text
+
+
+def test_highlight_bolds_the_supporting_sentence_only():
+    source = _source("Intro line. The fountain sprays on Tuesday. Outro.", ["The fountain sprays on Tuesday."])
+    assert highlight(source) == "Intro line. **The fountain sprays on Tuesday.** Outro."
+
+
+def test_sources_block_is_collapsible_numbered_and_escaped():
+    answer = Answer(text="On Tuesday [1].", sources=[_source("<script>x()</script> Tuesday.", ["Tuesday."])],
+                    cited=True)
+    block = render_sources(answer, "turn-1")
+    assert block["metadata"]["title"].startswith("📚 Sources (1)")
+    assert block["metadata"]["id"] == "turn-1"
+    assert "**[1] /docs/notes.txt, lines 3-5** · score 0.032" in block["content"]
+    assert "&lt;script&gt;" in block["content"] and "<script" not in block["content"]
+    assert "**Tuesday.**" in block["content"]
+
+
+def test_uncited_answer_is_flagged_and_the_flag_is_not_replayed():
+    answer = Answer(text="Probably Tuesday.", sources=[_source("Tuesday.", [])], cited=False)
+    message = render_answer(answer)
+    assert UNCITED_NOTE in message["content"]
+    history = [{"role": "user", "content": "When?"}, message, render_sources(answer, "t"),
+               render_step(Step("action", "[1] notes", tool="search", tool_input="when"))]
+    assert agent_history(history) == [{"role": "user", "content": "When?"},
+                                      {"role": "assistant", "content": "Probably Tuesday."}]
+
+
+def test_history_replays_raw_text_from_gradio_content_lists():
+    history = [{"role": "user", "content": [{"type": "text", "text": "a*b <i>?"}]},
+               {"role": "assistant", "content": [{"type": "text", "text": escape("x_y <b>\nz")}]}]
+    assert agent_history(history) == [{"role": "user", "content": "a*b <i>?"},
+                                      {"role": "assistant", "content": "x_y <b>\nz"}]
+
+
+def test_meter_says_what_was_used_and_what_was_dropped():
+    assert meter(Answer(text="", prompt_tokens=1024, context_window=2048, dropped_turns=2)) == (
+        "Context: 1024 / 2048 tokens (50%) · 2 earlier turn(s) no longer fit and were left out")
+    assert "whole conversation fits" in meter(Answer(text="", prompt_tokens=10, context_window=2048))
+    assert "nothing relevant" in meter(Answer(text="", abstained=True, context_window=2048))
+
+
+def test_export_keeps_questions_answers_and_sources():
+    answer = Answer(text="On Tuesday [1].", sources=[_source("It sprays on Tuesday.", ["It sprays on Tuesday."])],
+                    cited=True, prompt_tokens=300, context_window=2048)
+    history = [{"role": "user", "content": "When <b>?"},
+               render_step(Step("action", "found [1]", tool="search", tool_input="when")),
+               render_answer(answer), render_sources(answer, "t1")]
+    turns = conversation_turns(history, {"t1": answer.to_dict()})
+    assert [turn["question"] for turn in turns] == ["When <b>?"]
+    assert turns[0]["answer"] == "On Tuesday [1]."
+    markdown = to_markdown(turns, "default")
+    assert "## 1. When <b>?" in markdown and "/docs/notes.txt, lines 3-5 (score 0.032)" in markdown
+    data = json.loads(to_json(turns, "default"))
+    assert data["turns"][0]["details"]["sources"][0]["text"] == "It sprays on Tuesday."
+    assert data["turns"][0]["steps"][0]["title"].startswith("🔎 search")
+
+
+def test_parse_auth_accepts_pairs_and_names_the_bad_one():
+    assert parse_auth(["ann:pw1", "bob:p:w,  cy:x", ""]) == [("ann", "pw1"), ("bob", "p:w"), ("cy", "x")]
+    with pytest.raises(ValueError, match="'dan' is not in the form user:password"):
+        parse_auth(["dan"])
+
+
+def test_allowed_roots_refuse_escapes(tmp_path):
+    root, outside = tmp_path / "shared", tmp_path / "private"
+    (root / "docs").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    (root / "docs" / "a.txt").write_text("fine")
+    roots = AllowedRoots([root])
+    assert roots.check(str(root / "docs")) == (root / "docs").resolve()
+    with pytest.raises(FolderNotAllowedError, match="outside the allowed roots"):
+        roots.check(str(root / "docs" / ".." / ".." / "private"))
+    os.symlink(outside, root / "door")
+    with pytest.raises(FolderNotAllowedError, match="outside the allowed roots"):
+        roots.check(str(root / "door"))
+    os.symlink(outside / "secret.txt", root / "docs" / "link.txt")
+    with pytest.raises(FolderNotAllowedError, match="1 link"):
+        roots.check(str(root / "docs"))
+    with pytest.raises(FolderNotAllowedError, match="not an existing folder"):
+        roots.check(str(root / "missing"))
+    with pytest.raises(FolderNotAllowedError, match="--allowed-root"):
+        AllowedRoots([]).check(str(root))
