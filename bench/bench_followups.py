@@ -21,7 +21,8 @@ import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench.bench_multilingual import DATA, build_index, doc_id_of, load_beir, machine, read_jsonl  # noqa: E402
+from bench.bench_multilingual import DATA, build_index, doc_id_of, load_beir, read_jsonl  # noqa: E402
+from bench.machine import describe_machine  # noqa: E402
 from rag_app.followup import (  # noqa: E402
     condense_deterministic,
     condense_with_llm,
@@ -99,7 +100,7 @@ def main() -> None:
     parser.add_argument("--embedder", default="all-MiniLM-L6-v2")
     parser.add_argument("--no-llm", action="store_true", help="skip the SmolLM2 rewrite")
     args = parser.parse_args()
-    print(f"Machine: {machine()}\nEmbedder: {args.embedder}; Retriever.search hybrid, Recall@{K}")
+    print(f"Machine: {describe_machine()}\nEmbedder: {args.embedder}; Retriever.search hybrid, Recall@{K}")
     embedder = load_embedder(args.embedder, "cpu")
     llm = None if args.no_llm else shared_llm("SmolLM2-135M-Instruct", "cpu")
     methods: dict[str, Condenser] = {

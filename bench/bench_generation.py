@@ -6,14 +6,12 @@ thread, TextIteratorStreamer, stop-string cutting) against `model.generate` with
 whole agent turn (retrieval, the ReAct decision call, prompt, answer), and building a prompt for a 50-turn
 history.
 
-    HF_HUB_OFFLINE=1 RAG_APP_HOME=/tmp/rag_home .venv/bin/python bench/bench_generation.py [--repeats 5]
+    HF_HUB_OFFLINE=1 RAG_APP_HOME=/tmp/rag_home .venv/bin/python -m bench.bench_generation [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from bench.machine import describe_machine
 from ingest.pipeline import ingest
 from rag_app.agent import AgentSettings, RagAgent
 from rag_app.config import GenerationSettings
@@ -31,17 +30,6 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "en"
 QUESTION = "What is the default port?"
 
 
-def machine() -> str:
-    """CPU model, cores, RAM, Python and torch versions."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else 0.0
-    load = " load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
-    return (f"{cpu}, {os.cpu_count()} cores, {ram:.0f} GiB RAM,{load}; Python {platform.python_version()}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
 
 
 def timed_stream(llm, messages, settings) -> tuple[float, float, str]:
@@ -114,7 +102,7 @@ def main() -> None:
         history_prompt = agent.answer_prompt(QUESTION, sources, history, generation)
         assembly.append(time.perf_counter() - start)
 
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     print(f"model: {llm.name} on {llm.device}; prompt {len(ids)} tokens, {tokens} new tokens, "
           f"{args.repeats} interleaved repeats (medians)")
     print(f"plain model.generate : {tokens / median['plain']:7.1f} tok/s, TTFT {median['plain_ttft'] * 1000:6.0f} ms")

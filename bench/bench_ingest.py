@@ -6,8 +6,8 @@ fraction of the first ingest, and both ingests as a ratio of LangChain's (Direct
 RecursiveCharacterTextSplitter + HuggingFaceEmbeddings + FAISS.from_documents; it has no incremental mode,
 so its re-ingest is a full rebuild, the same work as its first build).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_ingest.py            # full: 5,183 files per corpus
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_ingest.py --limit 200
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_ingest            # full: 5,183 files per corpus
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_ingest --limit 200
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import sqlite3
@@ -25,6 +24,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.machine import describe_machine
 from ingest.pipeline import ingest
 from rag_app.index.store import STORE_NAME
 from rag_app.models.embedder import SentenceTransformerEmbedder, bundled_minilm_path
@@ -36,14 +36,6 @@ CORPUS_SIZE = 5183
 _ZH_SENTENCE = re.compile(r"[^。！？]+[。！？]")
 
 
-def machine() -> str:
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown")
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"CPU {cpu}, {os.cpu_count()} cores, {ram:.0f} GiB RAM, Python {platform.python_version()}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.1f}")
 
 
 def write_scifact(folder: Path, limit: int) -> None:
@@ -134,7 +126,7 @@ def main() -> None:
 
     embedder = SentenceTransformerEmbedder(device="cpu")
     embedder.embed_documents(["warm up the model"])
-    print(machine())
+    print(describe_machine())
     print(f"embedder {embedder.name} (dim {embedder.dimension}, window {embedder.max_tokens}, "
           f"batch {embedder.batch_size})")
     if args.corpus in ("scifact", "both"):

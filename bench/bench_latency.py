@@ -11,16 +11,14 @@ source document (its title) used as topic centres; each chunk's vector is its ce
 (cosine to the centre about 0.85), blended with a second centre for the 1M set. Embedding all 100k chunks would
 take ~20 minutes on 2 cores; this keeps a realistic cluster structure for FAISS and real text for BM25.
 
-    HF_HUB_OFFLINE=1 RAG_APP_HOME=/tmp/rag_home .venv/bin/python bench/bench_latency.py
-    HF_HUB_OFFLINE=1 RAG_APP_HOME=/tmp/rag_home .venv/bin/python bench/bench_latency.py --million --skip-latency
+    HF_HUB_OFFLINE=1 RAG_APP_HOME=/tmp/rag_home .venv/bin/python -m bench.bench_latency
+    HF_HUB_OFFLINE=1 RAG_APP_HOME=/tmp/rag_home .venv/bin/python -m bench.bench_latency --million --skip-latency
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import re
 import time
@@ -30,6 +28,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from bench.machine import describe_machine
 from ingest.pipeline import content_hash
 from rag_app.config import DEFAULT_EMBEDDER
 from rag_app.index.lexical import tokenize
@@ -50,19 +49,6 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 # ---- machine and statistics -----------------------------------------------------------------------------------
 
-def machine() -> str:
-    import bm25s
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                     if line.startswith("MemTotal"))
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    return (f"{cpu}, {os.cpu_count()} cores, {memory_kb / 2**20:.1f} GiB RAM, load average {load} "
-            f"(the CPU is shared: figures under load are pessimistic); Python {platform.python_version()}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), faiss {faiss.__version__} "
-            f"({faiss.omp_get_max_threads()} threads), bm25s {bm25s.__version__}, numpy {np.__version__}")
 
 
 def percentiles(seconds: list[float]) -> tuple[float, float]:
@@ -338,7 +324,7 @@ def main() -> None:
     args = parser.parse_args()
     if unknown := set(args.kinds.split(",")) - set(VECTOR_INDEX_KINDS):
         parser.error(f"unknown --kinds {sorted(unknown)}: choose from {', '.join(VECTOR_INDEX_KINDS)}")
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     if not args.skip_latency:
         measure_latency(args)
     if args.million:

@@ -21,7 +21,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import re  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -34,6 +33,7 @@ import jieba  # noqa: E402
 import numpy as np  # noqa: E402
 import Stemmer  # noqa: E402
 
+from bench.machine import describe_machine  # noqa: E402
 from ingest.pipeline import ingest  # noqa: E402
 from rag_app.index.lexical import TOKENIZER_VERSION  # noqa: E402
 from rag_app.index.store import IndexStore  # noqa: E402
@@ -231,16 +231,6 @@ def fused(*rankers: Callable[[str], list[str]]) -> Callable[[str], list[str]]:
 # ---- the report --------------------------------------------------------------------------------------------------
 
 
-def machine() -> str:
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    memory = next((int(line.split()[1]) // 1024 // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal")), 0)
-    load = os.getloadavg()[0]
-    return (f"{cpu}, {os.cpu_count()} cores, {memory} GiB RAM, Python {platform.python_version()}, "
-            f"torch {torch.__version__}, load average {load:.1f}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
 
 
 def tokenizer_tables(sets: list[EvalSet], dense: dict[tuple[str, str], Callable[[str], list[str]]]) -> None:
@@ -264,7 +254,7 @@ def main() -> None:
     parser.add_argument("--scifact-queries", type=int, default=300,
                         help="SciFact queries for the stemming test (0: skip)")
     args = parser.parse_args()
-    print(f"Machine: {machine()}\nProduct tokenizer: {TOKENIZER_VERSION}")
+    print(f"Machine: {describe_machine()}\nProduct tokenizer: {TOKENIZER_VERSION}")
 
     zh = load_beir(DATA / "zh_eval", "zh")
     zh_en = load_beir(DATA / "zh_eval", "zh", queries="queries_en.jsonl")

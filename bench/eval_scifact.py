@@ -83,7 +83,7 @@ def main() -> int:
                      "recall@100": round(recall / len(legs), 4)})
     print(f"machine: {machine()}")
     print(f"{args.corpus.name} ({args.split}): {len(corpus.documents)} documents, {len(queries)} queries, "
-          f"{store.count_chunks()} chunks; ingest {ingest_seconds:.0f} s; candidate fetch {fetch_seconds:.0f} s\n")
+          f"{store.count_chunks()} chunks; ingest {ingest_seconds or 0:.0f} s; candidate fetch {fetch_seconds:.0f} s\n")
     print("| setting | nDCG@10 | Recall@100 |\n|---|---|---|")
     for row in sorted(rows, key=lambda row: row["ndcg@10"], reverse=True):
         print(f"| {row['setting']} | {row['ndcg@10']} | {row['recall@100']} |")

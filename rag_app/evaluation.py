@@ -13,7 +13,6 @@ import math
 import re
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,8 +20,8 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
-from rag_app.models.embedder import Embedder
 from rag_app.retrieval import FUSION_METHODS, SEARCH_MODES, Retriever, SearchOptions
+from rag_app.types import Source
 
 DOCUMENT_SUFFIX = ".txt"
 CUTOFFS = (10, 100)
@@ -147,14 +146,8 @@ def mrr_at(ranked: Sequence[str], judged: Mapping[str, int], k: int) -> float:
 
 
 def percentile(values: Sequence[float], share: float) -> float:
-    """The `share` quantile by linear interpolation (numpy's default)."""
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    position = (len(ordered) - 1) * share
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    """The `share` quantile (linear interpolation); 0 for no values."""
+    return float(np.percentile(values, share * 100)) if len(values) else 0.0
 
 
 # ---- running queries ---------------------------------------------------------------------------------------
@@ -169,7 +162,7 @@ class EvalConfig:
 
 
 def rank_documents(retriever: Retriever, query: str, names: Mapping[str, str], config: EvalConfig
-                   ) -> tuple[list[str], list]:
+                   ) -> tuple[list[str], list[Source]]:
     """Distinct document ids, best first (a document ranks by its best chunk), and the chunk-level sources."""
     want = config.depth * 2
     total = retriever.store.count_chunks()
@@ -230,46 +223,24 @@ def abstention(retriever: Retriever, questions_file: Path, options: SearchOption
 # ---- the index ---------------------------------------------------------------------------------------------
 
 
-class SerialEmbedder:
-    """An embedder whose token counting and embedding never overlap.
-
-    The ingest pipeline counts tokens on its loader thread while it embeds on the main thread; a Hugging Face
-    fast tokenizer shared by both can fail ("Unable to create tensor ...") when they meet.
-    """
-
-    def __init__(self, embedder: Embedder) -> None:
-        self.inner = embedder
-        self.name, self.dimension, self.max_tokens = embedder.name, embedder.dimension, embedder.max_tokens
-        self._lock = threading.Lock()
-
-    def count_tokens(self, text: str) -> int:
-        with self._lock:
-            return self.inner.count_tokens(text)
-
-    def embed_documents(self, texts: list[str]) -> np.ndarray:
-        with self._lock:
-            return self.inner.embed_documents(texts)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        with self._lock:
-            return self.inner.embed_query(text)
-
-
 def open_or_build(corpus: BeirCorpus, index: Path, embedder_name: str, device: str
-                  ) -> tuple[Retriever, dict[str, str], float]:
-    """Reuse the index at `index` if it holds this corpus, else ingest the corpus into it; seconds spent ingesting."""
+                  ) -> tuple[Retriever, dict[str, str], float | None]:
+    """Reuse the index at `index` if it holds this corpus, else ingest the corpus into it.
+
+    Returns the retriever, file name -> document id, and the seconds spent ingesting (None for a reused index).
+    """
     from ingest.pipeline import ingest
     from rag_app.index.store import STORE_NAME, IndexStore
     from rag_app.models.registry import shared_embedder
 
     embedder = shared_embedder(embedder_name, device)
     names = {document_file_name(doc_id): doc_id for doc_id in corpus.documents}
-    seconds = 0.0
+    seconds = None
     if not (index / STORE_NAME).exists():
         began = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="rag-eval-docs-") as folder:
             write_documents(corpus.documents, Path(folder))
-            report = ingest([Path(folder)], index, SerialEmbedder(embedder))
+            report = ingest([Path(folder)], index, embedder)
         seconds = time.perf_counter() - began
         if report.skipped:
             print(f"warning: {len(report.skipped)} documents were skipped, e.g. {report.skipped[0]}",
@@ -365,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     shared = {"corpus": "+".join(corpus.names), "split": args.split, "n_docs": len(corpus.documents),
               "embedder": embedder_name, "fusion": args.fusion, "rrf_k": args.rrf_k,
               "dense_weight": args.dense_weight, "candidates": args.candidates, "reranker": args.reranker,
-              "ingest_seconds": round(ingest_seconds, 1)}
+              "ingest_seconds": round(ingest_seconds or 0.0, 2), "reused_index": ingest_seconds is None}
     if args.json:
         print(json.dumps({**runs[0], **shared} if len(runs) == 1 else {**shared, "runs": runs}, ensure_ascii=False))
     else:

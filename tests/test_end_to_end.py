@@ -69,3 +69,13 @@ def test_manifest_records_embedder_dimension_chunking_and_version(fact_index):
     assert manifest["chunking"]["max_tokens"] <= 256
     assert manifest["chunker_version"]
     assert manifest["project_version"]
+
+
+def test_the_public_api_loads_an_index_with_the_embedded_defaults(fact_index, fact_corpus):
+    from rag_app import Answer, RagAgent
+
+    agent = RagAgent.load(fact_index, device="cpu")
+    answer = agent.ask(FACT_QUESTION, max_new_tokens=16, max_steps=0)
+    assert isinstance(answer, Answer)
+    assert agent.llm.name == "SmolLM2-135M-Instruct" and agent.embedder.name == "all-MiniLM-L6-v2"
+    assert Path(answer.sources[0].path) == (fact_corpus / "fountain.txt").resolve()

@@ -119,7 +119,7 @@ def test_bad_mode_is_a_clear_error(beir: Path, capsys) -> None:
 # ---- the harness end to end --------------------------------------------------------------------------------
 
 
-def test_rag_eval_json_through_a_subprocess(beir: Path, tmp_path_factory) -> None:
+def test_rag_eval_json_through_a_subprocess(beir: Path, tmp_path_factory, capsys) -> None:
     index = tmp_path_factory.mktemp("tiny_beir_index") / "index"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     command = [sys.executable, "-c", "import sys; from rag_app.cli import eval_main; sys.exit(eval_main())",
@@ -128,7 +128,7 @@ def test_rag_eval_json_through_a_subprocess(beir: Path, tmp_path_factory) -> Non
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["n_docs"] == 6 and report["ingest_seconds"] > 0
+    assert report["n_docs"] == 6 and report["reused_index"] is False
     runs = {run["mode"]: run for run in report["runs"]}
     assert set(runs) == {"dense", "lexical", "hybrid"}
     for run in runs.values():
@@ -140,6 +140,8 @@ def test_rag_eval_json_through_a_subprocess(beir: Path, tmp_path_factory) -> Non
 
     # the kept index is reused (no second ingest) and gives the same figures
     assert main(["--corpus", str(beir), "--index", str(index), "--mode", "hybrid", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["reused_index"] is True and again["ndcg@10"] == runs["hybrid"]["ndcg@10"]
 
 
 def test_reusing_an_index_of_another_corpus_is_refused(beir: Path, tmp_path: Path, capsys) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from rag_app.config import DEFAULT_EMBEDDER
 from rag_app.models.device import resolve_device, use_all_cores
@@ -53,9 +54,15 @@ class SentenceTransformerEmbedder:
         self.dimension = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length)
         self.tokenizer = self.model.tokenizer
+        # A separate Rust tokenizer for counting: the ingest loader thread counts while the main thread embeds,
+        # and a shared one has its truncation switched under the other thread's feet (a crash seen in ingest).
+        self._counter = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+        self._counter.no_truncation()
+        self._counter.no_padding()
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+        """Tokens of `text` as the model counts them (special tokens included), without truncation."""
+        return len(self._counter.encode(text, add_special_tokens=True).ids)
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         if not texts:
