@@ -31,7 +31,9 @@ NO_TOOLS = "SmolLM2-135M-Instruct's chat template takes no tools, so RagChatMode
 CHAT_PARAMS = {"model": "SmolLM2-135M-Instruct", "device": "cpu"}
 
 
-class TestRagChatModelUnit(ChatModelUnitTests):
+class _ChatModel:
+    """Mixin: what both chat-model suites need to build RagChatModel on the embedded SmolLM2."""
+
     @property
     def chat_model_class(self) -> type[RagChatModel]:
         return RagChatModel
@@ -46,20 +48,15 @@ class TestRagChatModelUnit(ChatModelUnitTests):
         return False
 
 
-class TestRagChatModelIntegration(ChatModelIntegrationTests):
-    @property
-    def chat_model_class(self) -> type[RagChatModel]:
-        return RagChatModel
+class TestRagChatModelUnit(_ChatModel, ChatModelUnitTests):
+    pass
 
+
+class TestRagChatModelIntegration(_ChatModel, ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         """Short greedy replies keep the whole suite to seconds on a CPU."""
         return {**CHAT_PARAMS, "max_tokens": 8}
-
-    @property
-    def has_tool_calling(self) -> bool:
-        """False for the default model: see NO_TOOLS."""
-        return False
 
     @property
     def supports_model_override(self) -> bool:
@@ -67,7 +64,9 @@ class TestRagChatModelIntegration(ChatModelIntegrationTests):
         return False
 
 
-class TestRagEmbeddingsUnit(EmbeddingsUnitTests):
+class _Embeddings:
+    """Mixin: both embeddings suites build RagEmbeddings on the bundled all-MiniLM-L6-v2."""
+
     @property
     def embeddings_class(self) -> type[RagEmbeddings]:
         return RagEmbeddings
@@ -77,14 +76,12 @@ class TestRagEmbeddingsUnit(EmbeddingsUnitTests):
         return {"model": "all-MiniLM-L6-v2", "device": "cpu"}
 
 
-class TestRagEmbeddingsIntegration(EmbeddingsIntegrationTests):
-    @property
-    def embeddings_class(self) -> type[RagEmbeddings]:
-        return RagEmbeddings
+class TestRagEmbeddingsUnit(_Embeddings, EmbeddingsUnitTests):
+    pass
 
-    @property
-    def embedding_model_params(self) -> dict[str, Any]:
-        return {"model": "all-MiniLM-L6-v2", "device": "cpu"}
+
+class TestRagEmbeddingsIntegration(_Embeddings, EmbeddingsIntegrationTests):
+    pass
 
 
 class TestRagRetriever(RetrieversIntegrationTests):
