@@ -160,12 +160,18 @@ class Timings:
         return taken
 
 
-def measure_latency(args: argparse.Namespace) -> None:
+def load_topics(args: argparse.Namespace) -> tuple[list, list[str], str, Embedder, Path, np.ndarray]:
+    """Documents, query texts, their source, the embedder, the index folder and the cached topic centres."""
     documents, queries, source = load_documents()
     embedder = load_embedder(DEFAULT_EMBEDDER)
     directory = Path(args.index_dir)
     centres = topic_centres(embedder, [title for title, _ in documents[: args.topics]],
                             directory.parent / f"{directory.name}-centres.npy")
+    return documents, queries, source, embedder, directory, centres
+
+
+def measure_latency(args: argparse.Namespace) -> None:
+    documents, queries, source, embedder, directory, centres = load_topics(args)
     documents = documents[: len(centres)]
     print(f"data: {source}; {len(documents)} topic centres embedded with {embedder.name}")
     if (directory / "store.sqlite3").exists() and existing_chunks(directory) == args.chunks:
@@ -260,11 +266,7 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def measure_ann(args: argparse.Namespace) -> None:
-    documents, query_texts, source = load_documents()
-    embedder = load_embedder(DEFAULT_EMBEDDER)
-    directory = Path(args.index_dir)
-    centres = topic_centres(embedder, [title for title, _ in documents[: args.topics]],
-                            directory.parent / f"{directory.name}-centres.npy")
+    documents, query_texts, source, embedder, _, centres = load_topics(args)
     database = clustered_vectors(centres, args.size, args.seed)
     ids = np.arange(args.size, dtype=np.int64)
     picked = random.Random(args.seed).sample(query_texts, min(args.ann_queries, len(query_texts)))

@@ -1,4 +1,8 @@
-"""The made-up fact and its distractors that the shared test corpus holds."""
+"""The made-up fact and its distractors that the shared test corpus holds, and a helper to index small corpora."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 FACT = "The Zorblax fountain in Quenville sprays purple water every Tuesday at 4 pm."
 FACT_QUESTION = "When does the Zorblax fountain in Quenville spray purple water?"
@@ -7,3 +11,15 @@ DISTRACTORS = {
     "rivers.txt": "The Danube flows through ten countries and ends in the Black Sea.\n",
     "python.md": "# Python\n\nPython lists are mutable sequences. Tuples are immutable.\n",
 }
+
+
+def ingest_files(tmp_path_factory, name: str, files: dict[str, str], embedder) -> Path:
+    """Write `files` into a fresh folder, ingest it into a fresh index, and return the index folder."""
+    from ingest.pipeline import ingest
+
+    corpus = tmp_path_factory.mktemp(name)
+    for file_name, text in files.items():
+        (corpus / file_name).write_text(text, encoding="utf-8")
+    index = tmp_path_factory.mktemp(f"{name}_index") / "index"
+    assert ingest([corpus], index, embedder).ok
+    return index

@@ -9,6 +9,7 @@ import pytest
 
 from rag_app.evaluation import abstention
 from rag_app.retrieval import Retriever, SearchOptions
+from tests.facts import ingest_files
 
 COOKING = {
     "bread.md": "# Bread\n\nKnead the dough for ten minutes, let it rise until doubled, then bake at 220 C for "
@@ -37,15 +38,9 @@ ANSWERABLE = [
 
 @pytest.fixture(scope="module")
 def cooking(tmp_path_factory, embedder) -> Retriever:
-    from ingest.pipeline import ingest
     from rag_app.index.store import IndexStore
 
-    corpus = tmp_path_factory.mktemp("cooking")
-    for name, text in COOKING.items():
-        (corpus / name).write_text(text, encoding="utf-8")
-    index = tmp_path_factory.mktemp("cooking_index") / "index"
-    assert ingest([corpus], index, embedder).ok
-    store = IndexStore.open(index)
+    store = IndexStore.open(ingest_files(tmp_path_factory, "cooking", COOKING, embedder))
     yield Retriever(store, embedder)
     store.close()
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from rag_app.followup import condense_deterministic, last_assistant_message, looks_like_followup
+from tests.facts import ingest_files
 
 GPT2_HISTORY = [
     {"role": "user", "content": "GPT-2 的词汇表有多少个 token？"},
@@ -58,14 +59,7 @@ def test_long_answers_are_cut() -> None:
 
 @pytest.fixture(scope="module")
 def gpt2_index(tmp_path_factory, embedder) -> Path:
-    from ingest.pipeline import ingest
-
-    folder = tmp_path_factory.mktemp("followup_docs")
-    for name, text in FILES.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    index = tmp_path_factory.mktemp("followup_index") / "index"
-    assert ingest([folder], index, embedder).ok
-    return index
+    return ingest_files(tmp_path_factory, "followup_docs", FILES, embedder)
 
 
 def test_condensed_followup_retrieves_the_gpt2_context_passage(gpt2_index: Path, embedder) -> None:
