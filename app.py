@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from rag_app.config import DEFAULT_INDEX, GenerationSettings, Settings
+from rag_app.config import DEFAULT_INDEX, AgentSettings, GenerationSettings, ModelSettings
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,23 +45,23 @@ def main() -> None:
     except ValueError as error:
         raise SystemExit(f"app.py: {error}") from None
     from ingest.samples import ensure_index
-    from rag_app.index.errors import IndexError_
+    from rag_app.index import IndexError_
     from rag_app.ui.app import UIOptions, build_app, launch
-    from rag_app.ui.chat import ChatDefaults
-    from rag_app.ui.indexes import IndexCatalog, ModelChoice
+    from rag_app.ui.indexes import IndexCatalog
 
-    settings = Settings.from_env(embedder=args.embedder, llm=args.llm, device=args.device)
+    models = ModelSettings.from_env(embedder=args.embedder, llm=args.llm, device=args.device)
     if args.index == DEFAULT_INDEX:
-        report = ensure_index(args.index, settings.embedder, settings.device)
+        report = ensure_index(args.index, models.embedder, models.device)
         if report is not None:
             print(report.summary())
-    catalog = IndexCatalog(args.indexes_dir, args.index, ModelChoice(settings.embedder, settings.llm, settings.device))
+    catalog = IndexCatalog(args.indexes_dir, args.index, models)
     try:
         catalog.agent(None)  # load the models before the first user arrives
     except IndexError_ as error:
         raise SystemExit(f"app.py: {error}") from None
+    defaults = AgentSettings().with_overrides(max_new_tokens=args.max_new_tokens)
     options = UIOptions(concurrency=args.concurrency, allowed_roots=AllowedRoots(args.allowed_root),
-                        defaults=ChatDefaults(max_new_tokens=args.max_new_tokens), max_upload_mb=args.max_upload_mb)
+                        defaults=defaults, max_upload_mb=args.max_upload_mb)
     launch(build_app(catalog, options), host=args.host, port=args.port, share=args.share, auth=auth,
            max_upload_mb=args.max_upload_mb, queue_size=args.queue_size)
 

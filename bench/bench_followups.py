@@ -23,6 +23,7 @@ from pathlib import Path  # noqa: E402
 
 from bench.bench_multilingual import DATA, build_index, doc_id_of, load_beir, read_jsonl  # noqa: E402
 from bench.machine import describe_machine  # noqa: E402
+from rag_app.config import SearchOptions  # noqa: E402
 from rag_app.followup import (  # noqa: E402
     condense_deterministic,
     condense_with_llm,
@@ -32,7 +33,7 @@ from rag_app.followup import (  # noqa: E402
 )
 from rag_app.models.embedder import load_embedder  # noqa: E402
 from rag_app.models.registry import shared_llm  # noqa: E402
-from rag_app.retrieval import Retriever, SearchOptions  # noqa: E402
+from rag_app.retrieval import Retriever  # noqa: E402
 
 History = list[dict[str, object]]
 Condenser = Callable[[str, History], str]
@@ -121,8 +122,8 @@ def main() -> None:
             data = load_beir(DATA / f"{name}_eval", name)
             followups = read_jsonl(DATA / f"{name}_eval" / "followups.jsonl")
             topic_changes = switches(followups, data.queries, data.qrels)
-            store, _ = build_index(data, embedder, Path(tmp))
-            retriever = Retriever(store, embedder)
+            index, _ = build_index(data, embedder, Path(tmp))
+            retriever = Retriever(index)
             detected = sum(looks_like_followup(item["question"]) for item in followups)
             false_alarms = sum(looks_like_followup(text) for text in data.queries.values())
             print(f"\n{name}: {len(followups)} follow-ups, {len(topic_changes)} topic changes; looks_like_followup "
@@ -137,7 +138,7 @@ def main() -> None:
                 base = base or followup_first or 1e-9
                 print(f"{label:<50} {followup_recall:14.3f} {followup_first:6.3f} {followup_first / base:6.2f} "
                       f"{switch_recall:17.3f} {switch_first:6.3f} {seconds:6.2f}")
-            store.close()
+            index.close()
 
 
 if __name__ == "__main__":

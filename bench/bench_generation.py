@@ -21,9 +21,9 @@ import torch
 
 from bench.machine import describe_machine
 from ingest.pipeline import ingest
-from rag_app.agent import AgentSettings, RagAgent
-from rag_app.config import GenerationSettings
-from rag_app.index.store import IndexStore
+from rag_app.agent import RagAgent
+from rag_app.config import AgentSettings, GenerationSettings
+from rag_app.index import Index
 from rag_app.models.registry import shared_embedder, shared_llm
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "en"
@@ -63,11 +63,11 @@ def main() -> None:
     index = Path(tempfile.mkdtemp(prefix="bench-generation-")) / "index"
     ingest([SAMPLES], index, embedder)
     generation = GenerationSettings(max_new_tokens=args.max_new_tokens)
-    agent = RagAgent(IndexStore.open(index), embedder, llm, AgentSettings(generation=generation))
+    agent = RagAgent(Index.open(index, embedder), llm, AgentSettings(generation=generation))
 
     sources = agent.search(QUESTION)
     built = agent.answer_prompt(QUESTION, sources, [], generation)
-    ids = llm.encode_messages(built.messages)
+    ids = llm.tokens.chat_ids(built.messages)
     one_token = GenerationSettings(max_new_tokens=1)
     timed_plain(llm, ids, generation)  # warm-up
     rows = {"plain": [], "stream": [], "plain_ttft": [], "stream_ttft": []}

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench.machine import describe_machine
 from ingest.pipeline import ingest
-from rag_app.index.store import STORE_NAME
+from rag_app.index.sqlite_store import STORE_NAME
 from rag_app.models.embedder import SentenceTransformerEmbedder, bundled_minilm_path
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,8 +1,9 @@
 """Search latency at 100k chunks through the product's own path, and approximate FAISS indexes at 1M vectors.
 
-Part 1 (always): a synthetic 100k-chunk index written through `IndexStore` (so FAISS and BM25 are the product's),
-then `Retriever.search` timed per query with the real MiniLM query embedding (no LLM): p50/p95 per mode, a
-breakdown of where the time goes, and the one-off warm-up (FAISS load + BM25 build) of a freshly opened index.
+Part 1 (always): a synthetic 100k-chunk index written through the local backend (so FAISS and BM25 are the
+product's), then `Retriever.search` timed per query with the real MiniLM query embedding (no LLM): p50/p95 per
+mode, a breakdown of where the time goes, and the one-off warm-up (loading the FAISS and BM25 copies) of a freshly
+opened index.
 Part 2 (`--million`): vectors only, exact flat against HNSW and IVF: recall@10, latency, build time, memory.
 
 Texts: sentences of SciFact abstracts (/work/shared/datasets/scifact, measurement only) reshuffled into chunks,
@@ -29,13 +30,15 @@ import faiss
 import numpy as np
 
 from bench.machine import describe_machine
-from ingest.pipeline import content_hash
-from rag_app.config import DEFAULT_EMBEDDER
+from rag_app.config import DEFAULT_EMBEDDER, SearchOptions
+from rag_app.index import FileChunks, FileRecord, Index, IndexFacts
 from rag_app.index.lexical import tokenize
-from rag_app.index.store import FileRecord, IndexStore, NewChunk
+from rag_app.index.local import LocalBackend
+from rag_app.index.search_copies import SearchView
 from rag_app.index.vectors import VECTOR_INDEX_KINDS, build_vector_index
 from rag_app.models.embedder import Embedder, load_embedder
-from rag_app.retrieval import Retriever, SearchOptions
+from rag_app.retrieval import Retriever
+from rag_app.types import Chunk, content_hash
 
 SCIFACT = Path("/work/shared/datasets/scifact")
 EN_EVAL = Path(__file__).parent / "data" / "en_eval"
@@ -100,14 +103,14 @@ def topic_centres(embedder: Embedder, titles: list[str], cache: Path) -> np.ndar
 
 def build_index(directory: Path, embedder: Embedder, documents: list[tuple[str, list[str]]],
                 centres: np.ndarray, chunks: int, seed: int) -> float:
-    """Write `chunks` synthetic chunks through the store; returns the seconds it took."""
+    """Write `chunks` synthetic chunks through the local backend; returns the seconds it took."""
     rng = np.random.default_rng(seed)
     shuffle = random.Random(seed)
     started = time.perf_counter()
-    store = IndexStore.open_for_write(directory, embedder.name, embedder.dimension, embedder.max_tokens)
+    store = LocalBackend.open_for_write(directory, IndexFacts(embedder.name, embedder.dimension, embedder.max_tokens))
     try:
         for first in range(0, chunks, CHUNKS_PER_FILE * 500):
-            records, by_path, vectors = [], {}, {}
+            files, vectors = [], {}
             for start in range(first, min(first + CHUNKS_PER_FILE * 500, chunks), CHUNKS_PER_FILE):
                 topic = int(rng.integers(len(documents)))
                 count = min(CHUNKS_PER_FILE, chunks - start)
@@ -118,12 +121,12 @@ def build_index(directory: Path, embedder: Embedder, documents: list[tuple[str, 
                     for ordinal in range(count)
                 ]
                 path = f"topic{topic:05d}/doc{start // CHUNKS_PER_FILE:06d}.txt"
-                new = [NewChunk(text, content_hash(text), " ".join(tokenize(text))) for text in texts]
+                new = [Chunk(text, path, ordinal) for ordinal, text in enumerate(texts)]
                 vectors.update(zip([chunk.content_hash for chunk in new],
                                    noisy(np.repeat(centres[topic:topic + 1], count, axis=0), rng), strict=True))
-                by_path[path] = new
-                records.append(FileRecord(path, sum(map(len, texts)), 0, content_hash(path), "text", count))
-            store.replace_files(records, by_path, vectors)
+                record = FileRecord(path, sum(map(len, texts)), 0, content_hash(path), "text", count)
+                files.append(FileChunks(record, new, [tokenize(text) for text in texts]))
+            store.replace_files(files, vectors)
         store.finish_write()
     finally:
         store.close()
@@ -131,8 +134,13 @@ def build_index(directory: Path, embedder: Embedder, documents: list[tuple[str, 
 
 
 def existing_chunks(directory: Path) -> int:
-    with IndexStore.open(directory) as store:
+    if not Index.exists(directory):
+        return 0
+    store = LocalBackend.open(directory)
+    try:
         return store.count_chunks()
+    finally:
+        store.close()
 
 
 # ---- part 1: latency through the product -------------------------------------------------------------------
@@ -174,30 +182,24 @@ def measure_latency(args: argparse.Namespace) -> None:
     documents, queries, source, embedder, directory, centres = load_topics(args)
     documents = documents[: len(centres)]
     print(f"data: {source}; {len(documents)} topic centres embedded with {embedder.name}")
-    if (directory / "store.sqlite3").exists() and existing_chunks(directory) == args.chunks:
+    if existing_chunks(directory) == args.chunks:
         print(f"index: reusing {directory} ({args.chunks} chunks)")
     else:
         seconds = build_index(directory, embedder, documents, centres, args.chunks, args.seed)
-        print(f"index: wrote {args.chunks} chunks through IndexStore in {seconds:.1f} s")
-    store = IndexStore.open(directory, embedder.name)
+        print(f"index: wrote {args.chunks} chunks through the local backend in {seconds:.1f} s")
+    index = Index.open(directory, embedder)
     started = time.perf_counter()
-    vectors = store._load_vectors(store.generation())
-    loaded_faiss = time.perf_counter()
-    store._build_lexical()
-    loaded_bm25 = time.perf_counter()
-    store.refresh()
-    print(f"warm-up (once per index generation, first search after opening): FAISS load "
-          f"{(loaded_faiss - started) * 1000:.0f} ms, BM25 build from stored tokens "
-          f"{(loaded_bm25 - loaded_faiss):.1f} s (skipped when the saved BM25 copy is current), refresh() "
-          f"{time.perf_counter() - loaded_bm25:.1f} s; FAISS holds {vectors.ntotal} vectors")
+    view = index.backend.copies.view()
+    print(f"warm-up (once per index generation, first search after opening): loading the saved FAISS and BM25 "
+          f"copies {time.perf_counter() - started:.1f} s; FAISS holds {view.vectors.ntotal} vectors")
 
     timings = Timings()
-    for method, bucket in (("dense_search", "FAISS search"), ("lexical_search", "BM25 search"),
-                           ("chunks", "SQLite chunk fetch"), ("ordinals", "SQLite chunk fetch"),
-                           ("known_vectors", "SQLite vector fetch (relevance, near-duplicates)")):
-        timings.wrap(store, method, bucket)
-    timings.wrap(embedder, "embed_query", "query embedding")
-    retriever = Retriever(store, embedder)
+    for owner, method, bucket in ((SearchView, "dense", "FAISS search"), (SearchView, "lexical_hits", "BM25 search"),
+                                  (index.backend, "chunks", "SQLite chunk fetch"),
+                                  (index.backend, "known_vectors", "SQLite vector fetch (relevance, near-duplicates)"),
+                                  (embedder, "embed_query", "query embedding")):
+        timings.wrap(owner, method, bucket)
+    retriever = Retriever(index)
     picked = random.Random(args.seed).sample(queries, min(args.queries, len(queries)))
     for query in picked[:5]:
         retriever.search(query, SearchOptions(k=5))
@@ -234,7 +236,7 @@ def measure_latency(args: argparse.Namespace) -> None:
     print(f"  isolated: re-embedding the top 10 passages for relevance (the previous retrieval.py), "
           f"{len(reembed)} queries: p50 {p50:.1f} ms, p95 {p95:.1f} ms = {p50 / hybrid_p50:.1f}x today's whole "
           "hybrid search")
-    store.close()
+    index.close()
 
 
 # ---- part 2: approximate indexes at 1M vectors ----------------------------------------------------------------

@@ -22,7 +22,7 @@ QUESTION = [{"role": "user", "content": "Explain in a few sentences why the sky 
 def tokens_per_second(llm: LocalLLM, new_tokens: int, repeats: int) -> float:
     """Best of `repeats` runs of exactly `new_tokens` greedy tokens (min_new_tokens pins the length)."""
     settings = GenerationSettings(max_new_tokens=new_tokens)
-    kwargs = llm.generate_kwargs(llm.encode_messages(QUESTION), settings)
+    kwargs = llm.generate_kwargs(llm.tokens.chat_ids(QUESTION), settings)
     best = 0.0
     for _ in range(repeats):
         started = time.perf_counter()

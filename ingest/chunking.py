@@ -12,29 +12,21 @@ from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ingest.document import ChunkDraft, LoadedDocument, Section
+from ingest.document import LoadedDocument, Section
+from rag_app.config import ChunkingSettings
+from rag_app.language import SENTENCE_END
+from rag_app.types import Chunk
 
 CHUNKER_VERSION = "1"
 
-_CLOSERS = "\"'”’」』）)\\]"
 _PARAGRAPHS = re.compile(r"\n[ \t]*\n\s*")
 _LINES = re.compile(r"\n")
-_SENTENCES = re.compile(rf"[。！？；…｡．]+[{_CLOSERS}]*|[.!?]+[{_CLOSERS}]*(?=\s)")
 _CLAUSES = re.compile(r"[，、：]+|[,:;](?=\s)")
 _WORDS = re.compile(r"\s+")
-_TAIL_UNITS = re.compile(rf"{_SENTENCES.pattern}|\n")
+_TAIL_UNITS = re.compile(rf"{SENTENCE_END.pattern}|\n")
 # Finer and finer places to cut a piece that is still too long; after the last, cut between characters.
-_LEVELS = (_PARAGRAPHS, _LINES, _SENTENCES, _CLAUSES, _WORDS)
+_LEVELS = (_PARAGRAPHS, _LINES, SENTENCE_END, _CLAUSES, _WORDS)
 _OVERLAP_LEVELS = (_TAIL_UNITS, _CLAUSES, _WORDS)
-
-
-@dataclass(frozen=True)
-class ChunkingSettings:
-    """Limits per chunk: tokens as the embedder counts them (special tokens included), and characters."""
-
-    max_tokens: int = 256
-    overlap_tokens: int = 32
-    max_chars: int = 2000
 
 
 @dataclass(frozen=True)
@@ -46,13 +38,14 @@ class _Piece:
 
 def chunk_document(
     doc: LoadedDocument, count_tokens: Callable[[str], int], settings: ChunkingSettings
-) -> list[ChunkDraft]:
+) -> list[Chunk]:
+    """The document's chunks in order (ordinal 0, 1, ...), without ids: the index gives those."""
     special = count_tokens("")
     if settings.max_tokens < special + 8 or settings.max_chars < 8 or settings.overlap_tokens < 0:
         raise ValueError(f"chunking settings leave no room for text: {settings}")
-    chunks: list[ChunkDraft] = []
+    chunks: list[Chunk] = []
     for section in doc.sections:
-        chunks.extend(_SectionChunker(section, count_tokens, settings, special).chunks())
+        chunks.extend(_SectionChunker(section, count_tokens, settings, special).chunks(str(doc.path), len(chunks)))
     return chunks
 
 
@@ -66,12 +59,13 @@ class _SectionChunker:
         self.settings = settings
         self.special = special
 
-    def chunks(self) -> list[ChunkDraft]:
+    def chunks(self, path: str, first_ordinal: int) -> list[Chunk]:
         pieces: list[_Piece] = []
         for start, end in _cut(self.text, _PARAGRAPHS, 0, len(self.text)):
             self._split(start, end, 1, pieces)
         newlines = [match.start() for match in _LINES.finditer(self.text)]
-        return [self._draft(start, end, newlines) for start, end in self._pack(pieces)]
+        return [self._chunk(path, first_ordinal + number, start, end, newlines)
+                for number, (start, end) in enumerate(self._pack(pieces))]
 
     def _tokens(self, start: int, end: int) -> int:
         """Tokens of text[start:end] without the special tokens, which a chunk pays once."""
@@ -158,10 +152,12 @@ class _SectionChunker:
                 start, whole_allowed = units[-1][0], True
         return None
 
-    def _draft(self, start: int, end: int, newlines: list[int]) -> ChunkDraft:
+    def _chunk(self, path: str, ordinal: int, start: int, end: int, newlines: list[int]) -> Chunk:
         section = self.section
-        return ChunkDraft(
+        return Chunk(
             text=self.text[start:end],
+            path=path,
+            ordinal=ordinal,
             page=section.page,
             heading=section.heading,
             start_line=section.start_line + bisect_right(newlines, start - 1),

@@ -30,18 +30,5 @@ class LoadedDocument:
         return "\n\n".join(section.text for section in self.sections)
 
 
-@dataclass
-class ChunkDraft:
-    """A chunk before it is embedded and stored; positions refer to the original file."""
-
-    text: str
-    page: int | None
-    heading: str | None
-    start_line: int
-    end_line: int
-    start_char: int
-    end_char: int
-
-
 class LoaderError(Exception):
     """A file could not be loaded; the message is the reason shown in the ingest report."""

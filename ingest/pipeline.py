@@ -1,6 +1,6 @@
-"""The ingest pipeline: walk, diff against the store, load and chunk, embed what is new, commit in batches.
+"""The ingest pipeline: walk, diff against the index, load and chunk, embed what is new, commit in batches.
 
-A file is unchanged when its size and mtime (else its sha256) and its chunker signature match the store's
+A file is unchanged when its size and mtime (else its sha256) and its chunker signature match the index's
 record; only chunks whose text has no stored vector are embedded. Loading, chunking, hashing and BM25
 tokenising run on a worker thread while the main thread embeds and commits.
 """
@@ -8,54 +8,37 @@ tokenising run on a worker thread while the main thread embeds and commits.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from stat import S_ISREG
 
 import numpy as np
 
-from ingest.chunking import CHUNKER_VERSION, ChunkingSettings, chunk_document
+from ingest.chunking import CHUNKER_VERSION, chunk_document
 from ingest.document import LoaderError
 from ingest.loaders import load_file
 from ingest.report import IngestProgress, IngestReport, Skipped
+from ingest.sampling import sample_texts
 from ingest.walk import walk
+from rag_app.config import ChunkingSettings, IngestOptions
+from rag_app.index import ChunkerSignature, FileChunks, FileRecord, Index, IndexBackend, IndexFacts
 from rag_app.index.lexical import TOKENIZER_VERSION, tokenize
-from rag_app.index.store import FileRecord, IndexStore, NewChunk
 from rag_app.index.vectors import VECTOR_INDEX_KINDS
 from rag_app.models.embedder import Embedder
 
-DEFAULT_MAX_FILE_MB = 50.0
 ProgressCallback = Callable[[IngestProgress], None]
 
 
 @dataclass(frozen=True)
-class IngestOptions:
-    """What to take from the paths and how to cut it."""
-
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    max_file_mb: float = DEFAULT_MAX_FILE_MB
-    chunking: ChunkingSettings | None = None
-    batch_chunks: int = 512
-    vector_index: str | None = None
-
-
-@dataclass
 class _Loaded:
-    """A changed or new file, read and chunked, waiting to be embedded and committed."""
+    """A changed or new file, read and chunked (or the reason it could not be), waiting to be embedded."""
 
-    record: FileRecord
-    chunks: list[NewChunk] = field(default_factory=list)
+    file: FileChunks
     problem: str | None = None
-
-
-def content_hash(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def file_sha256(path: Path) -> str:
@@ -66,32 +49,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _chunking_for(embedder: Embedder, options: IngestOptions) -> ChunkingSettings:
-    return options.chunking or ChunkingSettings(max_tokens=embedder.max_tokens)
-
-
-def chunker_signature(chunking: ChunkingSettings, embedder_name: str) -> str:
-    """What decides a file's chunks: chunker version and settings, the counting tokenizer, the BM25 tokenizer."""
-    return json.dumps({"chunker": CHUNKER_VERSION, "settings": asdict(chunking), "tokens_of": embedder_name,
-                       "lexical": TOKENIZER_VERSION}, sort_keys=True)
-
-
 class Ingestor:
-    """Runs one ingest of `paths` into the index at `index_dir` with `embedder`."""
+    """Runs one ingest of `paths` into an index opened for writing (`Index.create`), with the index's embedder."""
 
     def __init__(
         self,
-        index_dir: Path | str,
-        embedder: Embedder,
+        index: Index,
         options: IngestOptions | None = None,
         progress: ProgressCallback | None = None,
     ) -> None:
-        self.index_dir = Path(index_dir)
-        self.embedder = embedder
+        self.index = index
+        self.embedder: Embedder = index.embedder
         self.options = options or IngestOptions()
         self.progress = progress
-        self.chunking = _chunking_for(embedder, self.options)
-        self.signature = chunker_signature(self.chunking, embedder.name)
+        self.chunking = self.options.chunking or ChunkingSettings(max_tokens=self.embedder.max_tokens)
+        self.signature = ChunkerSignature(CHUNKER_VERSION, self.chunking, self.embedder.name,
+                                          TOKENIZER_VERSION).to_json()
         kind = self.options.vector_index
         if kind is not None and kind not in VECTOR_INDEX_KINDS:
             raise ValueError(f"unknown vector index {kind!r}: choose one of {', '.join(VECTOR_INDEX_KINDS)}")
@@ -99,37 +72,33 @@ class Ingestor:
     def run(self, paths: Sequence[Path | str]) -> IngestReport:
         """Ingest `paths`; a new embedder makes the whole run one transaction, so a kill keeps the old index."""
         started = time.perf_counter()
-        report = IngestReport(index=str(self.index_dir.resolve()))
-        store = IndexStore.open_for_write(
-            self.index_dir, self.embedder.name, self.embedder.dimension, self.embedder.max_tokens
-        )
-        try:
-            meta = store.meta()
-            if meta.get("embedder") != self.embedder.name or meta.get("dimension") != self.embedder.dimension:
-                report.notes.append(
-                    f"embedder changed from {meta.get('embedder')!r} to {self.embedder.name!r}: every chunk is "
-                    "re-embedded (files outside the given paths too), in one transaction"
-                )
-                with store.transaction():
-                    store.reset_embeddings(self.embedder.name, self.embedder.dimension, self.embedder.max_tokens)
-                    self._ingest_all(store, paths, report, started)
-            else:
+        report = IngestReport(index=self.index.location)
+        store = self.index.backend
+        meta = store.meta()
+        if meta.get("embedder") != self.embedder.name or meta.get("dimension") != self.embedder.dimension:
+            report.notes.append(
+                f"embedder changed from {meta.get('embedder')!r} to {self.embedder.name!r}: every chunk is "
+                "re-embedded (files outside the given paths too), in one transaction"
+            )
+            with store.transaction():
+                store.reset_embeddings(IndexFacts(self.embedder.name, self.embedder.dimension,
+                                                  self.embedder.max_tokens))
                 self._ingest_all(store, paths, report, started)
-            self._apply_vector_index(store, meta, report)
-            store.finish_write()
-        finally:
-            store.close()
+        else:
+            self._ingest_all(store, paths, report, started)
+        self._apply_vector_index(store, meta, report)
+        store.finish_write()
         report.seconds = time.perf_counter() - started
         return report
 
     def _ingest_all(
-        self, store: IndexStore, paths: Sequence[Path | str], report: IngestReport, started: float
+        self, store: IndexBackend, paths: Sequence[Path | str], report: IngestReport, started: float
     ) -> None:
         self._note_chunking_change(store, report)
         self._ingest(store, [Path(path) for path in paths], report, started)
         self._embed_orphans(store, report)
 
-    def _note_chunking_change(self, store: IndexStore, report: IngestReport) -> None:
+    def _note_chunking_change(self, store: IndexBackend, report: IngestReport) -> None:
         """Say when the chunker settings differ from the last run's, and record the new ones."""
         meta = store.meta()
         chunking = asdict(self.chunking)
@@ -139,9 +108,9 @@ class Ingestor:
                 f"chunking changed from {previous} (version {meta.get('chunker_version')}) to {chunking} "
                 f"(version {CHUNKER_VERSION}): files are re-chunked; chunks whose text is unchanged keep their vectors"
             )
-        store.update_settings({"chunking": chunking, "chunker_version": CHUNKER_VERSION})
+        store.update_meta({"chunking": chunking, "chunker_version": CHUNKER_VERSION})
 
-    def _embed_orphans(self, store: IndexStore, report: IngestReport) -> None:
+    def _embed_orphans(self, store: IndexBackend, report: IngestReport) -> None:
         """Embed stored chunks left without a vector by an embedder change (files outside the paths, or skipped)."""
         orphans = store.chunks_without_vectors()
         if not orphans:
@@ -157,7 +126,7 @@ class Ingestor:
         report.chunks_embedded += len(texts)
         return vectors
 
-    def _ingest(self, store: IndexStore, roots: list[Path], report: IngestReport, started: float) -> None:
+    def _ingest(self, store: IndexBackend, roots: list[Path], report: IngestReport, started: float) -> None:
         known = store.files()
         found = list(walk(roots, self.options.include, self.options.exclude))
         present: set[str] = set()
@@ -178,20 +147,20 @@ class Ingestor:
             candidates.append((item.path, stat))
         removed = self._removed_paths(roots, known, present)
         total = len(candidates)
-        pending: list[_Loaded] = []
+        pending: list[FileChunks] = []
         chunks_done = 0
         touched: list[FileRecord] = []
         for done, loaded in enumerate(self._load_changed(candidates, known, touched, report), start=1):
             if loaded is not None:
                 if loaded.problem:
-                    report.skipped.append(Skipped(loaded.record.path, loaded.problem))
+                    report.skipped.append(Skipped(loaded.file.record.path, loaded.problem))
                 else:
-                    pending.append(loaded)
+                    pending.append(loaded.file)
                     if sum(len(item.chunks) for item in pending) >= self.options.batch_chunks:
                         chunks_done += self._commit(store, pending, known, report)
                         pending = []
             if self.progress:
-                current = loaded.record.path if loaded is not None else ""
+                current = loaded.file.record.path if loaded is not None else ""
                 self.progress(IngestProgress(done, total, chunks_done, time.perf_counter() - started, current))
         chunks_done += self._commit(store, pending, known, report, removed)
         report.removed.extend(removed)
@@ -246,8 +215,8 @@ class Ingestor:
         try:
             sha = file_sha256(path)
         except OSError as error:
-            return _Loaded(FileRecord(key, stat.st_size, stat.st_mtime_ns, "", "", 0),
-                           problem=f"cannot read: {error.strerror or error}")
+            return _failed(FileRecord(key, stat.st_size, stat.st_mtime_ns, "", "", 0),
+                           f"cannot read: {error.strerror or error}")
         record = FileRecord(key, stat.st_size, stat.st_mtime_ns, sha, "", 0, self.signature)
         if same_chunker and previous.sha256 == sha:
             touched.append(record)
@@ -255,26 +224,20 @@ class Ingestor:
             return None
         try:
             document = load_file(path, max_bytes=int(self.options.max_file_mb * 1024 * 1024))
-            drafts = chunk_document(document, self.embedder.count_tokens, self.chunking)
+            chunks = chunk_document(document, self.embedder.count_tokens, self.chunking)
         except LoaderError as error:
-            return _Loaded(record, problem=str(error))
+            return _failed(record, str(error))
         except OSError as error:
-            return _Loaded(record, problem=f"cannot read: {error.strerror or error}")
-        if not drafts:
-            return _Loaded(record, problem="no text found in the file")
-        chunks = [
-            NewChunk(text=d.text, content_hash=content_hash(d.text), tokens=" ".join(tokenize(d.text)), page=d.page,
-                     heading=d.heading, start_line=d.start_line, end_line=d.end_line, start_char=d.start_char,
-                     end_char=d.end_char)
-            for d in drafts
-        ]
+            return _failed(record, f"cannot read: {error.strerror or error}")
+        if not chunks:
+            return _failed(record, "no text found in the file")
         record = FileRecord(key, stat.st_size, stat.st_mtime_ns, sha, document.kind, len(chunks), self.signature)
-        return _Loaded(record, chunks)
+        return _Loaded(FileChunks(record, chunks, [tokenize(chunk.text) for chunk in chunks]))
 
     def _commit(
         self,
-        store: IndexStore,
-        batch: list[_Loaded],
+        store: IndexBackend,
+        batch: list[FileChunks],
         known: dict[str, FileRecord],
         report: IngestReport,
         removed: Sequence[str] = (),
@@ -291,34 +254,37 @@ class Ingestor:
                     missing.setdefault(chunk.content_hash, chunk.text)
         if missing:
             vectors.update(zip(missing, self._embed(list(missing.values()), report), strict=True))
-        store.replace_files(
-            [item.record for item in batch],
-            {item.record.path: item.chunks for item in batch},
-            {key: vectors[key] for key in dict.fromkeys(hashes)},
-            removed,
-        )
+        store.replace_files(batch, {key: vectors[key] for key in dict.fromkeys(hashes)}, removed)
         for item in batch:
             (report.updated if item.record.path in known else report.added).append(item.record.path)
         written = sum(len(item.chunks) for item in batch)
         report.chunks_written += written
         return written
 
-
-    def _apply_vector_index(self, store: IndexStore, meta: dict[str, object], report: IngestReport) -> None:
+    def _apply_vector_index(self, store: IndexBackend, meta: dict[str, object], report: IngestReport) -> None:
         """Record a new FAISS index kind (flat, hnsw, ivf); the FAISS copy is then rebuilt in that kind."""
         kind = self.options.vector_index
         if kind is None or kind == meta.get("vector_index", "flat"):
             return
-        store.update_settings({"vector_index": kind, "faiss_generation": None})
+        store.update_meta({"vector_index": kind, "faiss_generation": None})
         report.notes.append(f"vector index changed to {kind!r}: the FAISS copy is rebuilt")
+
+
+def _failed(record: FileRecord, problem: str) -> _Loaded:
+    return _Loaded(FileChunks(record, [], []), problem)
 
 
 def ingest(
     paths: Sequence[Path | str],
-    index_dir: Path | str,
-    embedder: Embedder,
+    index: Index | Path | str,
+    embedder: Embedder | str | None = None,
     options: IngestOptions | None = None,
     progress: ProgressCallback | None = None,
+    device: str = "auto",
 ) -> IngestReport:
-    """Ingest `paths` into the index at `index_dir`; see `Ingestor`."""
-    return Ingestor(index_dir, embedder, options, progress).run(paths)
+    """Ingest `paths` into an index opened for writing, or into the index at a location (opened for writing
+    here, its embedder chosen by `Index.create` from `embedder`, the index's record, or a sample of `paths`)."""
+    if isinstance(index, Index):
+        return Ingestor(index, options, progress).run(paths)
+    with Index.create(index, embedder, device, sample=lambda: sample_texts(paths)) as writer:
+        return Ingestor(writer, options, progress).run(paths)

@@ -14,9 +14,11 @@ __version__ = "0.1.0"
 
 # The public API, imported on first use so that `import rag_app.config` stays light (no torch).
 _PUBLIC = {
-    "RagAgent": "rag_app.agent", "AgentSettings": "rag_app.agent", "AgentEvent": "rag_app.agent",
-    "GenerationSettings": "rag_app.config", "Settings": "rag_app.config",
-    "Answer": "rag_app.types", "Chunk": "rag_app.types", "Source": "rag_app.types", "Step": "rag_app.types",
+    "RagAgent": "rag_app.agent", "Response": "rag_app.agent", "AgentEvent": "rag_app.agent",
+    "Index": "rag_app.index",
+    "AgentSettings": "rag_app.config", "GenerationSettings": "rag_app.config", "SearchOptions": "rag_app.config",
+    "ModelSettings": "rag_app.config",
+    "Answer": "rag_app.types", "Chunk": "rag_app.types", "Hit": "rag_app.types", "Step": "rag_app.types",
 }
 __all__ = [*_PUBLIC, "__version__"]
 

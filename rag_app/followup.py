@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from rag_app.config import GenerationSettings
-
-if TYPE_CHECKING:
-    from rag_app.models.llm import LocalLLM
+from rag_app.language import HAN_CHAR
+from rag_app.models.chat import ChatLLM
 
 _REFERRING_EN = re.compile(
     r"\b(it|its|it's|they|them|their|theirs|these|those|he|she|him|her|his|hers|same|also|else|too|"
@@ -21,7 +19,6 @@ _REFERRING_ZH = re.compile(
     r"它|(?<!其)[他她]们?|(?<!应)该|其中|此|^\s*[那还]|这[个些种门项位一里样次]|那[个些种里次]|另一|上述|前者|后者|"
     r"呢\s*[？?]?\s*$"
 )
-_CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _CITATION = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
 ANSWER_CHARS = 200
 REWRITE_PROMPT = (
@@ -45,8 +42,8 @@ def looks_like_followup(question: str) -> bool:
     """Questions that refer back (it, they, 它, 这, 那...) or are too short to stand alone."""
     if _REFERRING_EN.search(question) or _REFERRING_ZH.search(question):
         return True
-    cjk = len(_CJK_CHAR.findall(question))
-    words = len(_CJK_CHAR.sub(" ", question).split())
+    cjk = len(HAN_CHAR.findall(question))
+    words = len(HAN_CHAR.sub(" ", question).split())
     return cjk + words <= 4 if cjk else words <= 2
 
 
@@ -59,7 +56,7 @@ def condense_deterministic(question: str, history: Sequence[dict[str, object]]) 
     return " ".join(part for part in (previous[0], last_assistant_message(history), question, question) if part)
 
 
-def condense_with_llm(question: str, history: Sequence[dict[str, object]], llm: LocalLLM) -> str:
+def condense_with_llm(question: str, history: Sequence[dict[str, object]], llm: ChatLLM) -> str:
     """Ask the LLM for a standalone question; fall back to the deterministic rewrite if it answers badly."""
     fallback = condense_deterministic(question, history)
     if fallback == question:

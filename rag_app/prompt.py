@@ -13,22 +13,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rag_app.models.tokens import count_chat_tokens
+from rag_app.models.tokens import TokenCounter
+from rag_app.types import Hit
 
 MARKER = " […] "
+CLIP = " …"
+QUESTION_SHARE = 0.25  # the most of a prompt's budget a question may take, so that passages keep room
 Message = dict[str, str]
 
 
-@dataclass(frozen=True)
-class Passage:
-    """A retrieved passage as the model sees it: citation number, text and a label like "a.md, lines 3-9"."""
+def render_passage(hit: Hit) -> str:
+    """A passage as the model sees it: its citation number, a short label like "a.md, lines 3-9", its text."""
+    return f"[{hit.number}] ({hit.chunk.label(short=True)})\n{hit.text.strip()}"
 
-    number: int
-    text: str
-    label: str
 
-    def render(self) -> str:
-        return f"[{self.number}] ({self.label})\n{self.text.strip()}"
+def clip_tokens(tokens: TokenCounter, text: str, limit: int) -> str:
+    """`text` cut to its first `limit` tokens (marked with " …" when cut)."""
+    spans = tokens.spans(text)
+    if len(spans) <= max(limit, 1):
+        return text
+    return text[: spans[max(limit, 1) - 1][1]].rstrip() + CLIP
+
+
+def clip_middle(tokens: TokenCounter, text: str, limit: int) -> tuple[str, bool]:
+    """`text` cut to about `limit` tokens, keeping its start and end around the marker; and whether it was cut."""
+    spans = tokens.spans(text)
+    if len(spans) <= limit:
+        return text, False
+    return _cut_middle(text, spans, max(limit, 2)), True
 
 
 @dataclass
@@ -39,7 +51,7 @@ class BuiltPrompt:
     tokens: int
     budget: int
     dropped_turns: int
-    passages: list[Passage]
+    passages: list[Hit]
     dropped_passages: int
     question_truncated: bool
 
@@ -48,21 +60,22 @@ class PromptTooSmallError(ValueError):
     """The window cannot hold even the system prompt and an empty question."""
 
 
-def user_content(passages: Sequence[Passage], question: str) -> str:
+def user_content(passages: Sequence[Hit], question: str) -> str:
     """The final user message: the passages, most relevant first, then the question."""
     if not passages:
         return question
-    return "Passages:" + "".join(f"\n\n{p.render()}" for p in passages) + f"\n\nQuestion: {question}"
+    return "Passages:" + "".join(f"\n\n{render_passage(p)}" for p in passages) + f"\n\nQuestion: {question}"
 
 
 def message_text(content: Any) -> str:
-    """Message content as text; Gradio may give None or a list of parts like {"type": "text", "text": ...}."""
+    """Message content as text; Gradio may give None or a list of parts (strings or {"type": "text", ...})."""
     if isinstance(content, str):
         return content
     if content is None:
         return ""
     if isinstance(content, list):
-        return "\n".join(part["text"] for part in content if isinstance(part, dict) and "text" in part)
+        return "\n".join(part if isinstance(part, str) else str(part.get("text", "")) for part in content
+                         if isinstance(part, str) or isinstance(part, dict) and "text" in part)
     return str(content)
 
 
@@ -85,21 +98,22 @@ def _user(content: str) -> Message:
     return {"role": "user", "content": content}
 
 
-def _cut_middle(question: str, spans: list[tuple[int, int]], keep: int) -> str:
-    """The question with about `keep` tokens left, split between its start and end around the marker."""
+def _cut_middle(text: str, spans: list[tuple[int, int]], keep: int) -> str:
+    """The text with about `keep` tokens left, split between its start and end around the marker."""
     head, tail = (keep + 1) // 2, keep // 2
     end = spans[head - 1][1] if head else 0
-    start = spans[len(spans) - tail][0] if tail else len(question)
-    return question[:end] + MARKER + question[max(start, end) :]
+    start = spans[len(spans) - tail][0] if tail else len(text)
+    return text[:end] + MARKER + text[max(start, end) :]
 
 
 class PromptBuilder:
     """Builds chat prompts that fit `context_window - max_new_tokens` tokens, counted by the real template."""
 
-    def __init__(self, tokenizer: Any, context_window: int, max_new_tokens: int, passage_share: float = 0.6) -> None:
+    def __init__(self, tokens: TokenCounter, context_window: int, max_new_tokens: int,
+                 passage_share: float = 0.6) -> None:
         if not 0.0 <= passage_share <= 1.0:
             raise ValueError(f"passage_share must be between 0 and 1, got {passage_share}")
-        self.tokenizer = tokenizer
+        self.tokens = tokens
         self.context_window = context_window
         self.max_new_tokens = max_new_tokens
         self.budget = context_window - max_new_tokens
@@ -107,7 +121,7 @@ class PromptBuilder:
         self._role_cost = self._measure_role_costs()
 
     def build(
-        self, system: str, passages: Sequence[Passage], history: Sequence[dict[str, Any]], question: str
+        self, system: str, passages: Sequence[Hit], history: Sequence[dict[str, Any]], question: str
     ) -> BuiltPrompt:
         head = {"role": "system", "content": system}
         turns = group_turns(history)
@@ -136,13 +150,11 @@ class PromptBuilder:
         )
 
     def _count(self, messages: list[Message]) -> int:
-        return count_chat_tokens(self.tokenizer, messages)
+        return self.tokens.count_chat(messages)
 
     def _lengths(self, texts: list[str]) -> list[int]:
-        """Token counts of plain texts, encoded in one batch without special tokens."""
-        if not texts:
-            return []
-        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        """Token counts of plain texts, without special tokens."""
+        return self.tokens.count_texts(texts)
 
     def _measure_role_costs(self) -> dict[str, int]:
         """What the template adds around an empty user or assistant message."""
@@ -164,8 +176,7 @@ class PromptBuilder:
                 f"leaves {self.budget} prompt tokens, but the system prompt alone needs {floor}: "
                 "raise the context window or lower max_new_tokens"
             )
-        spans = self.tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
-        spans = spans["offset_mapping"]
+        spans = self.tokens.spans(question)
         keep = min(len(spans) - 1, self.budget - floor - self._lengths([MARKER])[0])
         while keep >= 0:
             shortened = _cut_middle(question, spans, keep)
@@ -175,15 +186,15 @@ class PromptBuilder:
             keep -= max(1, tokens - self.budget)
         return "", True, floor
 
-    def _fit_passages(self, passages: Sequence[Passage], question: str, limit: int) -> tuple[list[Passage], int]:
+    def _fit_passages(self, passages: Sequence[Hit], question: str, limit: int) -> tuple[list[Hit], int]:
         """The leading passages whose estimated cost (framing included) fits in `limit`, and that cost."""
         if not passages:
             return [], 0
         framing, framed_question, bare_question, *costs = self._lengths(
-            ["Passages:", f"\n\nQuestion: {question}", question, *(f"\n\n{p.render()}" for p in passages)]
+            ["Passages:", f"\n\nQuestion: {question}", question, *(f"\n\n{render_passage(p)}" for p in passages)]
         )
         spent = framing + framed_question - bare_question
-        kept: list[Passage] = []
+        kept: list[Hit] = []
         for passage, cost in zip(passages, costs, strict=True):
             if spent + cost > limit:
                 break

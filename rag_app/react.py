@@ -1,18 +1,31 @@
-"""The ReAct protocol: the tools the model may call, the prompt that offers them, and parsing its reply.
+"""The ReAct loop: the tools the model may call, the prompt that offers them, parsing its reply, and the loop.
 
 Models whose chat template takes tools get them natively and reply with a JSON tool call; others get the
-classic text protocol (Thought / Action / Observation). Anything that parses as neither ends the loop.
+classic text protocol (Thought / Action / Observation). Anything that parses as neither ends the loop with a note.
+The same `ToolBox` serves the agent and the LangChain tools (rag_app.integrations.tools).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
+
+from rag_app.config import GenerationSettings, SearchOptions
+from rag_app.models.chat import ChatLLM
+from rag_app.prompt import QUESTION_SHARE, PromptBuilder, clip_middle, clip_tokens
+from rag_app.retrieval import Retriever
+from rag_app.types import Hit, Step
 
 SEARCH_TOOL = "search_documents"
 READ_TOOL = "read_source"
 FINAL = "final_answer"
+DECIDE_TOKENS = 48
+PASSAGE_FRAMING_TOKENS = 16
+OBSERVATION_TOKENS = 96
+READ_TOKENS = 256
 
 TOOL_SPECS = [
     {
@@ -60,6 +73,17 @@ _TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 _FINAL = re.compile(r"final\s*answer", re.IGNORECASE)
 
 
+# ---- parsing -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A native tool call: the tool's name and its arguments."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Action:
     """What the model asked for: a tool and its argument, or the final answer (tool == FINAL), with the
@@ -70,9 +94,21 @@ class Action:
     thought: str = ""
 
 
-def supports_native_tools(chat_template: str | None) -> bool:
-    """Whether a chat template renders a `tools` list (then the model gets native tool calls)."""
-    return bool(chat_template) and "tools" in chat_template
+def parse_tool_calls(text: str) -> tuple[str, list[ToolCall]]:
+    """Split a reply into its plain text and its `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`
+    blocks (every backend reports native calls in this one form); malformed blocks are dropped."""
+    calls: list[ToolCall] = []
+    for payload in _TOOL_CALL.findall(text):
+        try:
+            call = json.loads(payload)
+            arguments = call.get("arguments", call.get("parameters")) or {}
+            if isinstance(arguments, str):
+                arguments = json.loads(arguments)
+        except (json.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(call.get("name"), str) and isinstance(arguments, dict):
+            calls.append(ToolCall(call["name"], arguments))
+    return _TOOL_CALL.sub("", text).strip(), calls
 
 
 def parse_action(reply: str) -> Action | None:
@@ -84,8 +120,8 @@ def parse_action(reply: str) -> Action | None:
 
 
 def _parse(reply: str) -> Action | None:
-    for payload in _TOOL_CALL.findall(reply):
-        action = _from_json(payload)
+    for call in parse_tool_calls(reply)[1]:
+        action = _from_call(call)
         if action:
             return action
     match = _TEXT_ACTION.search(reply)
@@ -106,22 +142,123 @@ def _thought(reply: str) -> str:
     return re.sub(r"^\s*Thought\s*:\s*", "", before.strip(), flags=re.I).strip()
 
 
-def _from_json(payload: str) -> Action | None:
-    try:
-        call = json.loads(payload)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(call, dict):
-        return None
-    arguments = call.get("arguments") or call.get("parameters") or {}
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError:
-            return None
-    name = call.get("name")
-    if name == SEARCH_TOOL and isinstance(arguments, dict) and str(arguments.get("query", "")).strip():
-        return Action(SEARCH_TOOL, str(arguments["query"]).strip())
-    if name == READ_TOOL and isinstance(arguments, dict) and str(arguments.get("id", "")).strip().isdigit():
-        return Action(READ_TOOL, str(arguments["id"]).strip())
+def _from_call(call: ToolCall) -> Action | None:
+    if call.name == SEARCH_TOOL and str(call.arguments.get("query", "")).strip():
+        return Action(SEARCH_TOOL, str(call.arguments["query"]).strip())
+    if call.name == READ_TOOL and str(call.arguments.get("id", "")).strip().isdigit():
+        return Action(READ_TOOL, str(call.arguments["id"]).strip())
     return None
+
+
+# ---- the tools ---------------------------------------------------------------------------------------------
+
+
+class ToolBox:
+    """`search_documents(query)` and `read_source(number)` over one retriever. Passages are numbered in the
+    order they are gathered; only passages that clear the relevance threshold join. `passage_text` puts each
+    passage's text in the search observation; `clip` shortens what `read_source` returns."""
+
+    def __init__(self, retriever: Retriever, options: SearchOptions, hits: Sequence[Hit] = (),
+                 passage_text: bool = False, clip: Callable[[str], str] | None = None) -> None:
+        self.retriever = retriever
+        self.options = options
+        self.hits = list(hits)
+        self.passage_text = passage_text
+        self.clip = clip
+        self.found: list[Hit] = []
+
+    def search_documents(self, query: str) -> str:
+        """Search; relevant passages not gathered yet join under the next numbers. One line per passage found."""
+        numbers = {hit.chunk.id: hit.number for hit in self.hits}
+        self.found = []
+        for hit in self.retriever.search(query, self.options):
+            if hit.chunk.id not in numbers and hit.relevance >= self.options.min_relevance:
+                self.hits.append(replace(hit, number=len(self.hits) + 1))
+                numbers[hit.chunk.id] = len(self.hits)
+            self.found.append(replace(hit, number=numbers.get(hit.chunk.id, 0)))
+        return observation(self.found, self.passage_text)
+
+    def read_source(self, number: int, radius: int = 1) -> str:
+        """Passage `number` widened with up to `radius` chunks either side of it in its file (the wider text
+        replaces the passage)."""
+        for position, hit in enumerate(self.hits):
+            if hit.number == number:
+                around = self.retriever.index.neighbours(hit.chunk, radius)
+                if around:
+                    chunk = replace(hit.chunk, text="\n".join(chunk.text for chunk in around),
+                                    start_line=around[0].start_line, end_line=around[-1].end_line)
+                    self.hits[position] = replace(hit, chunk=chunk)
+                chunk = self.hits[position].chunk
+                return f"[{number}] {chunk.label()}\n{self.clip(chunk.text) if self.clip else chunk.text}"
+        return f"there is no passage [{number}]; the passages are numbered 1 to {len(self.hits)}"
+
+
+def observation(hits: Sequence[Hit], passage_text: bool = False) -> str:
+    """One line per passage found (with its text when asked); number 0 marks one left out as below the
+    relevance threshold."""
+    if not hits:
+        return "no passages found"
+    lines = []
+    for hit in hits:
+        if not hit.number:
+            lines.append(f"(left out, relevance {hit.relevance:.2f}) {hit.chunk.label()}")
+            continue
+        line = f"[{hit.number}] {hit.chunk.label()} (relevance {hit.relevance:.2f})"
+        lines.append(f"{line}\n{hit.text}" if passage_text else line)
+    return ("\n\n" if passage_text else "\n").join(lines)
+
+
+# ---- the loop ----------------------------------------------------------------------------------------------
+
+
+def decide(llm: ChatLLM, query: str, hits: Sequence[Hit], seed: int | None) -> str:
+    """One short generation that names the next action; passages are clipped to share the window."""
+    system = NATIVE_PROTOCOL if llm.native_tools else TEXT_PROTOCOL
+    tools = TOOL_SPECS if llm.native_tools else None
+    query = clip_middle(llm.tokens, query, int(llm.context_window * QUESTION_SHARE))[0]
+    bare = [{"role": "system", "content": system}, {"role": "user", "content": query}]
+    tools_cost = llm.tokens.count_chat(bare, tools) - llm.tokens.count_chat(bare) if tools else 0
+    builder = PromptBuilder(llm.tokens, llm.context_window, DECIDE_TOKENS + tools_cost)
+    room = builder.budget - llm.tokens.count_chat(bare)
+    share = min(OBSERVATION_TOKENS, room // max(1, len(hits)) - PASSAGE_FRAMING_TOKENS)
+    passages = [replace(hit, chunk=replace(hit.chunk, text=clip_tokens(llm.tokens, hit.text, share)))
+                for hit in hits] if share > 0 else []
+    built = builder.build(system, passages, [], query)
+    generation = GenerationSettings(max_new_tokens=DECIDE_TOKENS, stop=("Observation:",), seed=seed)
+    return llm.generate(built.messages, generation, tools=tools)
+
+
+def run(llm: ChatLLM, tools: ToolBox, query: str, max_steps: int, seed: int | None,
+        steps: list[Step]) -> Iterator[Step]:
+    """Let the model search again or read around a passage, at most `max_steps` decisions; each step taken is
+    appended to `steps` and yielded."""
+    taken: set[tuple[str, str]] = set()
+    for _ in range(max_steps):
+        reply = decide(llm, query, tools.hits, seed)
+        action = parse_action(reply)
+        if action is None:
+            yield _note(steps, "the model gave no valid action; answering from the passages found",
+                        reply.strip()[:200])
+            return
+        if action.thought:
+            steps.append(Step("thought", action.thought))
+            yield steps[-1]
+        if action.tool == FINAL:
+            return
+        if (action.tool, action.argument.lower()) in taken:
+            yield _note(steps, "the model repeated an action; answering from the passages found")
+            return
+        taken.add((action.tool, action.argument.lower()))
+        if action.tool == SEARCH_TOOL:
+            seen = tools.search_documents(action.argument)
+        else:
+            seen = tools.read_source(int(action.argument))
+        steps.append(Step("action", seen, tool=action.tool, tool_input=action.argument))
+        yield steps[-1]
+    if max_steps:
+        yield _note(steps, f"reached the cap of {max_steps} step(s); answering from the passages found")
+
+
+def _note(steps: list[Step], content: str, reply: str | None = None) -> Step:
+    steps.append(Step("note", content, tool_input=reply))
+    return steps[-1]

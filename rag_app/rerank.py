@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol
 
+from rag_app.index import Query
 from rag_app.models.device import resolve_device
-from rag_app.types import Source
+from rag_app.types import Hit
 
 
 class Reranker(Protocol):
-    """Re-orders retrieved passages for a query, best first."""
+    """Re-orders retrieved passages for a query, best first (a retrieval stage)."""
 
-    def rerank(self, query: str, sources: list[Source]) -> list[Source]: ...
+    def rerank(self, hits: list[Hit], query: Query) -> list[Hit]: ...
 
 
 class CrossEncoderReranker:
@@ -30,12 +32,11 @@ class CrossEncoderReranker:
         self.name = model
         self.batch_size = batch_size
 
-    def rerank(self, query: str, sources: list[Source]) -> list[Source]:
-        """Sources sorted by cross-encoder score (stored as `score`); relevance is left as it was."""
-        if not sources:
+    def rerank(self, hits: list[Hit], query: Query) -> list[Hit]:
+        """Hits sorted by cross-encoder score (stored as `score`); relevance is left as it was."""
+        if not hits:
             return []
-        scores = self.model.predict([(query, source.text) for source in sources], batch_size=self.batch_size,
+        scores = self.model.predict([(query.text, hit.text) for hit in hits], batch_size=self.batch_size,
                                     show_progress_bar=False)
-        for source, score in zip(sources, scores, strict=True):
-            source.score = float(score)
-        return sorted(sources, key=lambda source: source.score, reverse=True)
+        rescored = [replace(hit, score=float(score)) for hit, score in zip(hits, scores, strict=True)]
+        return sorted(rescored, key=lambda hit: hit.score, reverse=True)

@@ -1,18 +1,25 @@
-"""The domain model every face shows: chunks, retrieved sources, steps and answers."""
+"""The domain model every face shows: a chunk, a retrieved hit, an agent step, an answer."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePath
 from typing import Any
+
+
+def content_hash(text: str) -> str:
+    """The key a chunk's vector is stored under: identical texts are embedded once."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """A stored piece of a document, with the place it came from."""
+    """A piece of a document and the place it came from. Ingestion makes it without an id; the index gives one."""
 
-    id: int
-    path: str
     text: str
+    path: str
+    ordinal: int = 0
     page: int | None = None
     heading: str | None = None
     start_line: int | None = None
@@ -20,11 +27,15 @@ class Chunk:
     start_char: int | None = None
     end_char: int | None = None
     content_hash: str = ""
+    id: int | None = None
 
-    @property
-    def location(self) -> str:
-        """A human-readable place: path, page and line range."""
-        parts = [self.path]
+    def __post_init__(self) -> None:
+        if not self.content_hash:
+            object.__setattr__(self, "content_hash", content_hash(self.text))
+
+    def label(self, short: bool = False) -> str:
+        """Where the chunk is, as every face shows it: "path, p. 2, lines 3-9" (`short`: the file name only)."""
+        parts = [PurePath(self.path).name if short else self.path]
         if self.page is not None:
             parts.append(f"p. {self.page}")
         if self.start_line is not None:
@@ -33,15 +44,16 @@ class Chunk:
         return ", ".join(parts)
 
 
-@dataclass
-class Source:
-    """A retrieved passage as shown under an answer: the chunk, its score and its citation number."""
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk as shown under an answer: its score, relevance in [0, 1], citation number and the
+    sentences of it that best support the answer."""
 
     chunk: Chunk
     score: float
-    number: int = 0
     relevance: float = 0.0
-    evidence: list[str] = field(default_factory=list)
+    number: int = 0
+    evidence: tuple[str, ...] = ()
 
     @property
     def path(self) -> str:
@@ -51,37 +63,19 @@ class Source:
     def text(self) -> str:
         return self.chunk.text
 
-    @property
-    def page(self) -> int | None:
-        return self.chunk.page
-
-    @property
-    def start_line(self) -> int | None:
-        return self.chunk.start_line
-
-    @property
-    def end_line(self) -> int | None:
-        return self.chunk.end_line
-
     def to_dict(self) -> dict[str, Any]:
+        chunk = self.chunk
         return {
-            "number": self.number,
-            "path": self.path,
-            "text": self.text,
-            "score": self.score,
-            "relevance": self.relevance,
-            "page": self.page,
-            "heading": self.chunk.heading,
-            "start_line": self.start_line,
-            "end_line": self.end_line,
-            "chunk_id": self.chunk.id,
+            "number": self.number, "path": chunk.path, "location": chunk.label(), "text": chunk.text,
+            "score": self.score, "relevance": self.relevance, "page": chunk.page, "heading": chunk.heading,
+            "start_line": chunk.start_line, "end_line": chunk.end_line, "chunk_id": chunk.id,
             "evidence": list(self.evidence),
         }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Step:
-    """One agent step: a thought, an action with its input, and what it observed."""
+    """One agent step: a thought, an action with its input and what it observed, or a note."""
 
     kind: str
     content: str
@@ -97,7 +91,7 @@ class Answer:
     """What the agent returns for one question."""
 
     text: str
-    sources: list[Source] = field(default_factory=list)
+    sources: list[Hit] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     dropped_turns: int = 0
     prompt_tokens: int = 0

@@ -52,13 +52,19 @@ def fact_index(tmp_path_factory, fact_corpus, embedder) -> Path:
 
 
 @pytest.fixture(scope="session")
-def agent(fact_index, embedder, llm):
-    from rag_app.agent import AgentSettings, RagAgent
-    from rag_app.config import GenerationSettings
-    from rag_app.index.store import IndexStore
+def fact_index_open(fact_index, embedder):
+    from rag_app.index import Index
+
+    return Index.open(fact_index, embedder)
+
+
+@pytest.fixture(scope="session")
+def agent(fact_index_open, llm):
+    from rag_app.agent import RagAgent
+    from rag_app.config import AgentSettings, GenerationSettings
 
     settings = AgentSettings(max_steps=1, generation=GenerationSettings(max_new_tokens=40, seed=0))
-    return RagAgent(IndexStore.open(fact_index), embedder, llm, settings)
+    return RagAgent(fact_index_open, llm, settings)
 
 
 def free_port() -> int:

@@ -38,11 +38,11 @@ ANSWERABLE = [
 
 @pytest.fixture(scope="module")
 def cooking(tmp_path_factory, embedder) -> Retriever:
-    from rag_app.index.store import IndexStore
+    from rag_app.index import Index
 
-    store = IndexStore.open(ingest_files(tmp_path_factory, "cooking", COOKING, embedder))
-    yield Retriever(store, embedder)
-    store.close()
+    index = Index.open(ingest_files(tmp_path_factory, "cooking", COOKING, embedder), embedder)
+    yield Retriever(index)
+    index.close()
 
 
 def test_the_tungsten_question_abstains(cooking: Retriever) -> None:

@@ -12,11 +12,11 @@ from collections.abc import Iterable, Iterator
 import pytest
 
 from ingest.pipeline import ingest
-from rag_app.agent import DECIDE_TOKENS, AgentSettings, RagAgent
-from rag_app.config import GenerationSettings
-from rag_app.index.store import IndexStore
+from rag_app.agent import RagAgent
+from rag_app.config import AgentSettings, GenerationSettings
+from rag_app.index import Index
 from rag_app.models.llm import LocalLLM
-from rag_app.react import NATIVE_PROTOCOL, READ_TOOL, SEARCH_TOOL, TEXT_PROTOCOL, TOOL_SPECS
+from rag_app.react import DECIDE_TOKENS, NATIVE_PROTOCOL, READ_TOOL, SEARCH_TOOL, TEXT_PROTOCOL, TOOL_SPECS
 from tests.facts import FACT, FACT_QUESTION
 
 SHORT = GenerationSettings(max_new_tokens=6)
@@ -53,14 +53,14 @@ def index_dir(tmp_path_factory, fact_corpus, embedder):
 
 
 @pytest.fixture(scope="module")
-def store(index_dir):
-    return IndexStore.open(index_dir)
+def store(index_dir, embedder):
+    return Index.open(index_dir, embedder)
 
 
 def make_agent(store, embedder, llm, replies=(), context_window=None, **fields) -> tuple[RagAgent, ScriptedDecisions]:
     scripted = ScriptedDecisions(llm, replies, context_window)
-    settings = AgentSettings(**{"max_steps": 3, "generation": SHORT, **fields})
-    return RagAgent(store, embedder, scripted, settings), scripted
+    settings = AgentSettings(max_steps=3, generation=SHORT).with_overrides(**fields)
+    return RagAgent(store, scripted, settings), scripted
 
 
 def kinds(answer) -> list[tuple[str, str | None]]:
@@ -89,8 +89,8 @@ def test_read_source_widens_the_passage_with_its_neighbours(store, embedder, llm
     after = answer.sources[0]
     assert after.chunk.id == before.chunk.id
     assert len(after.text) > len(before.text) and before.text.strip()[:80] in after.text
-    assert (after.start_line, after.end_line) != (before.start_line, before.end_line)
-    assert read.content.startswith(f"[1] {after.chunk.location}")
+    assert (after.chunk.start_line, after.chunk.end_line) != (before.chunk.start_line, before.chunk.end_line)
+    assert read.content.startswith(f"[1] {after.chunk.label()}")
 
 
 def test_reading_a_missing_passage_is_an_observation_not_an_error(store, embedder, llm):
@@ -110,7 +110,7 @@ def test_a_native_tool_call_is_followed(store, embedder, llm):
 
 def test_a_template_with_tools_gets_them_natively(store, embedder, llm):
     agent, scripted = make_agent(store, embedder, llm, ["Final Answer"])
-    agent.native_tools = True
+    scripted.native_tools = True
     agent.ask(FACT_QUESTION)
     messages, tools = scripted.decisions[0]
     assert tools is TOOL_SPECS and messages[0]["content"] == NATIVE_PROTOCOL
@@ -130,8 +130,9 @@ def test_malformed_output_falls_back_to_answering(store, embedder, llm, reply):
 def test_an_endless_stream_of_actions_stops_at_the_step_cap(store, embedder, llm):
     endless = (f"Action: search_documents[fountain {n}]" for n in itertools.count())
     agent, scripted = make_agent(store, embedder, llm, endless, max_steps=3)
-    events = list(agent.stream(FACT_QUESTION))
-    answer = events[-1].answer
+    response = agent.stream(FACT_QUESTION)
+    events = list(response)
+    answer = response.answer
     assert len(scripted.decisions) == 3
     assert [step.tool_input for step in answer.steps[1:4]] == ["fountain 0", "fountain 1", "fountain 2"]
     assert answer.steps[-1].kind == "note" and "cap of 3" in answer.steps[-1].content
@@ -155,7 +156,7 @@ def test_decision_prompts_clip_passages_to_fit_the_window(store, embedder, llm):
     agent.ask("Brannock lighthouse logbook entries about fog horn drills")
     messages, _ = scripted.decisions[0]
     assert messages[0]["content"] == TEXT_PROTOCOL
-    assert llm.count_tokens(messages) + DECIDE_TOKENS <= 1024
+    assert llm.tokens.count_chat(messages) + DECIDE_TOKENS <= 1024
     assert " …" in messages[-1]["content"], "long passages are clipped for the decision step"
 
 
@@ -189,16 +190,16 @@ def test_an_over_long_history_drops_the_oldest_turns(store, embedder, llm):
 
 def test_max_new_tokens_is_capped_at_half_the_window(store, embedder, llm):
     agent, _ = make_agent(store, embedder, llm, context_window=1024)
-    generation = agent._answer_generation(agent._settings({"max_new_tokens": 5000}))
+    generation = agent._answer_generation(agent.settings.with_overrides(max_new_tokens=5000))
     assert generation.max_new_tokens == 512
 
 
 def test_an_answer_without_citations_is_flagged_and_carries_evidence(store, embedder, llm):
-    agent, _ = make_agent(store, embedder, llm, max_steps=0, generation=GenerationSettings(max_new_tokens=1))
+    agent, _ = make_agent(store, embedder, llm, max_steps=0, max_new_tokens=1)
     answer = agent.ask(FACT_QUESTION)
     assert "[" not in answer.text and not answer.cited
     assert answer.evidence and "Tuesday" in answer.evidence[0]
-    assert answer.sources[0].evidence == [answer.evidence[0]]
+    assert answer.sources[0].evidence == (answer.evidence[0],)
 
 
 def test_the_answer_prompt_keeps_the_question_and_passages_and_fits_exactly(store, embedder, llm):
@@ -207,7 +208,7 @@ def test_the_answer_prompt_keeps_the_question_and_passages_and_fits_exactly(stor
     for question in (FACT_QUESTION, FACT_QUESTION * 200):
         built = agent.answer_prompt(question, sources, [], SHORT)
         assert built.passages and built.messages[-1]["content"].startswith("Passages:\n\n[1]")
-        assert llm.count_tokens(built.messages) == built.tokens <= 700 - SHORT.max_new_tokens
+        assert llm.tokens.count_chat(built.messages) == built.tokens <= 700 - SHORT.max_new_tokens
     assert built.question_truncated
 
 

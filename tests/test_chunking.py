@@ -14,8 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
-from ingest.chunking import CHUNKER_VERSION, ChunkingSettings, chunk_document
-from ingest.document import ChunkDraft, LoadedDocument, Section
+from ingest.chunking import CHUNKER_VERSION, chunk_document
+from ingest.document import LoadedDocument, Section
+from rag_app.config import ChunkingSettings
+from rag_app.types import Chunk
 
 Counter = Callable[[str], int]
 
@@ -42,7 +44,7 @@ def document(text: str, **section: object) -> LoadedDocument:
 
 
 def check_chunks(
-    section: Section, chunks: list[ChunkDraft], count: Counter, limits: ChunkingSettings
+    section: Section, chunks: list[Chunk], count: Counter, limits: ChunkingSettings
 ) -> None:
     """Each chunk fits and is the slice of the section its positions name; together they cover it all."""
     covered = [False] * len(section.text)
@@ -75,10 +77,15 @@ def test_short_section_is_one_chunk_with_its_place(count: Counter) -> None:
     section = Section("\n\n  A short note.\n", page=4, heading="Notes", start_line=10, start_char=300)
     doc = LoadedDocument(Path("a.pdf"), "pdf", [section])
     assert chunk_document(doc, count, ChunkingSettings()) == [
-        ChunkDraft(
-            "A short note.", page=4, heading="Notes", start_line=12, end_line=12, start_char=304, end_char=317
-        )
+        Chunk("A short note.", "a.pdf", ordinal=0, page=4, heading="Notes", start_line=12, end_line=12,
+              start_char=304, end_char=317)
     ]
+
+
+def test_chunks_are_numbered_in_file_order_across_sections(count: Counter) -> None:
+    sections = [Section("Page one says hello.", page=1), Section("Page two says goodbye.", page=2)]
+    chunks = chunk_document(LoadedDocument(Path("b.pdf"), "pdf", sections), count, ChunkingSettings())
+    assert [(chunk.ordinal, chunk.page, chunk.id) for chunk in chunks] == [(0, 1, None), (1, 2, None)]
 
 
 def test_blank_sections_give_no_chunks(count: Counter) -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from rag_app.citations import evidence_sentences, split_sentences, statement, verify_citations
-from rag_app.types import Chunk, Source
+from rag_app.citations import evidence_sentences, statement, verify_citations
+from rag_app.language import split_sentences
+from rag_app.types import Chunk, Hit
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -46,14 +47,18 @@ def test_list_markers_are_dropped_from_statements():
     assert statement("- `--port` sets the port.") == "`--port` sets the port."
 
 
-def sources_from(*paths: Path) -> list[Source]:
-    return [Source(Chunk(number, str(path), path.read_text(encoding="utf-8")), 1.0, number)
+def sources_from(*paths: Path) -> list[Hit]:
+    return [Hit(Chunk(path.read_text(encoding="utf-8"), str(path), id=number), 1.0, number=number)
             for number, path in enumerate(paths, start=1)]
+
+
+def hit(text: str, path: str) -> Hit:
+    return Hit(Chunk(text, path, id=1), 1.0, number=1)
 
 
 def test_evidence_prefers_the_statement_with_the_fact_over_quoted_questions():
     sources = sources_from(SAMPLES / "en" / "getting-started.md", SAMPLES / "en" / "asking-questions.md")
-    evidence = evidence_sentences("What is the default port?", sources)
+    sources, evidence = evidence_sentences("What is the default port?", sources)
     assert evidence[0] == "The default port is 7860."
     assert not any("?" in sentence or sentence.startswith("#") for sentence in evidence)
     assert sources[1].evidence[0] == "The default port is 7860."
@@ -61,26 +66,27 @@ def test_evidence_prefers_the_statement_with_the_fact_over_quoted_questions():
 
 def test_evidence_skips_table_headers_and_finds_the_variable(embedder):
     sources = sources_from(SAMPLES / "en" / "models-and-devices.md")
-    evidence = evidence_sentences("Which environment variable sets where the model cache lives?", sources, embedder)
+    _, evidence = evidence_sentences("Which environment variable sets where the model cache lives?", sources,
+                                     embedder)
     assert any("RAG_APP_HOME" in sentence for sentence in evidence)
     assert not any(sentence.startswith("| Setting") for sentence in evidence)
 
 
 def test_chinese_evidence_carries_the_port():
     sources = sources_from(SAMPLES / "zh" / "快速开始.md")
-    evidence = evidence_sentences("默认端口是多少？", sources)
+    _, evidence = evidence_sentences("默认端口是多少？", sources)
     assert evidence and all("7860" in sentence for sentence in evidence[:2])
     assert not any(sentence.endswith("？") for sentence in evidence)
 
 
 def test_the_embedder_finds_evidence_that_shares_no_word_with_the_question(embedder):
     text = "Karl Benz built the first automobile in 1885. Bananas are yellow."
-    sources = [Source(Chunk(1, "cars.txt", text), 1.0, 1)]
+    sources = [hit(text, "cars.txt")]
     question = "When was the car invented?"
-    assert evidence_sentences(question, sources) == []
-    assert evidence_sentences(question, sources, embedder) == ["Karl Benz built the first automobile in 1885."]
+    assert evidence_sentences(question, sources)[1] == []
+    assert evidence_sentences(question, sources, embedder)[1] == ["Karl Benz built the first automobile in 1885."]
 
 
 def test_a_sentence_that_only_repeats_the_question_is_not_evidence():
-    sources = [Source(Chunk(1, "a.md", "The default port. The default port is 7860."), 1.0, 1)]
-    assert evidence_sentences("default port", sources) == ["The default port is 7860."]
+    sources = [hit("The default port. The default port is 7860.", "a.md")]
+    assert evidence_sentences("default port", sources)[1] == ["The default port is 7860."]

@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import ingest
-from rag_app.index.errors import IndexBusyError
-from rag_app.index.store import STORE_NAME, IndexStore
+from rag_app.index import Index, IndexBusyError
+from rag_app.index.sqlite_store import STORE_NAME
 from tests.test_ingest_incremental import assert_consistent, chunk_rows
 
 FILES = 120
 BIN = Path(sys.executable).parent
 INGEST_IN_CHILD = """
 import sys
-from ingest.pipeline import IngestOptions, ingest
-from rag_app.models.registry import shared_embedder
-ingest([sys.argv[1]], sys.argv[2], shared_embedder("all-MiniLM-L6-v2", "cpu"), IngestOptions(batch_chunks=4))
+from ingest.pipeline import ingest
+from rag_app.config import IngestOptions
+ingest([sys.argv[1]], sys.argv[2], "all-MiniLM-L6-v2", IngestOptions(batch_chunks=4), device="cpu")
 """
 
 
@@ -69,7 +69,7 @@ def test_sigkill_mid_ingest_leaves_a_consistent_index_and_the_rerun_finishes(tmp
     committed = store.count_files()
     assert 0 < committed < FILES, "the kill did not land mid-ingest"
     assert store.count_chunks() == committed
-    [(chunk_id, _)] = store.dense_search(embedder.embed_query("Note 1: locker 7 holds box 1."), 1)
+    [(chunk_id, _)] = store.copies.view().dense(embedder.embed_query("Note 1: locker 7 holds box 1."), 1)
     assert store.chunks([chunk_id])[chunk_id].text in {text for _, _, text in chunk_rows(index)}
 
     report = ingest([many_files], index, embedder)
@@ -88,7 +88,7 @@ def test_a_second_writer_is_refused_and_nothing_is_corrupted(tmp_path, many_file
     ingest(first, index, embedder)
     before = chunk_rows(index)
 
-    holder = IndexStore.open_for_write(index, embedder.name, embedder.dimension, embedder.max_tokens)
+    holder = Index.create(index, embedder)
     try:
         with pytest.raises(IndexBusyError, match="another ingest is writing"):
             ingest([many_files], index, embedder)
@@ -96,7 +96,7 @@ def test_a_second_writer_is_refused_and_nothing_is_corrupted(tmp_path, many_file
                                 capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         assert result.returncode == 2
         assert "another ingest is writing to" in result.stderr and "run this one again" in result.stderr
-        assert IndexStore.open(index).count_files() == 3  # readers are not blocked by the writer
+        assert Index.open(index, embedder).stats()["files"] == 3  # readers are not blocked by the writer
     finally:
         holder.close()
     assert chunk_rows(index) == before

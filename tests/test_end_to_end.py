@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rag_app.index.errors import EmbedderMismatchError, IndexNotFoundError
-from rag_app.index.store import IndexStore
+from rag_app.index import EmbedderMismatchError, Index, IndexNotFoundError
 from tests.facts import FACT_QUESTION
 
 
@@ -31,14 +30,19 @@ def test_every_citation_points_to_a_retrieved_passage(agent):
     assert answer.cited == bool(numbers)
 
 
-def test_stream_yields_steps_then_tokens_then_the_answer(agent):
-    events = list(agent.stream(FACT_QUESTION))
+def test_stream_yields_steps_then_tokens_and_holds_the_answer(agent):
+    response = agent.stream(FACT_QUESTION)
+    events = list(response)
     kinds = [event.kind for event in events]
-    assert kinds[0] == "step" and kinds[-1] == "answer"
-    assert "token" in kinds
+    assert kinds[0] == "step" and kinds[-1] == "token"
     streamed = "".join(event.text for event in events if event.kind == "token")
     assert streamed.strip()
-    assert events[-1].answer.sources
+    assert response.answer.sources
+
+
+def test_a_response_finishes_itself_when_nobody_iterates(agent):
+    answer = agent.stream(FACT_QUESTION).answer
+    assert answer.sources and answer.text.strip()
 
 
 def test_history_is_accepted_and_reported(agent):
@@ -50,14 +54,14 @@ def test_history_is_accepted_and_reported(agent):
 
 def test_opening_with_another_embedder_is_refused_with_advice(fact_index):
     with pytest.raises(EmbedderMismatchError) as raised:
-        IndexStore.open(fact_index, embedder_name="some-other-embedder")
+        Index.open(fact_index, "some-other-embedder")
     message = str(raised.value)
     assert "all-MiniLM-L6-v2" in message and "--embedder" in message
 
 
 def test_a_missing_index_says_how_to_build_one(tmp_path):
     with pytest.raises(IndexNotFoundError, match="rag-ingest"):
-        IndexStore.open(tmp_path / "nothing-here")
+        Index.open(tmp_path / "nothing-here")
 
 
 def test_manifest_records_embedder_dimension_chunking_and_version(fact_index):
@@ -77,5 +81,5 @@ def test_the_public_api_loads_an_index_with_the_embedded_defaults(fact_index, fa
     agent = RagAgent.load(fact_index, device="cpu")
     answer = agent.ask(FACT_QUESTION, max_new_tokens=16, max_steps=0)
     assert isinstance(answer, Answer)
-    assert agent.llm.name == "SmolLM2-135M-Instruct" and agent.embedder.name == "all-MiniLM-L6-v2"
+    assert agent.llm.name == "SmolLM2-135M-Instruct" and agent.index.embedder.name == "all-MiniLM-L6-v2"
     assert Path(answer.sources[0].path) == (fact_corpus / "fountain.txt").resolve()

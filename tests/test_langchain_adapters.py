@@ -12,7 +12,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, Sys
 from langchain_core.runnables import RunnableLambda
 
 from rag_app.integrations import RagChatModel, RagEmbeddings, RagRetriever, format_docs, make_tools
-from rag_app.integrations.chat_model import parse_tool_calls, to_chat_messages
+from rag_app.integrations.chat_model import to_chat_messages, tool_call_chunks
 from rag_app.models.llm import LocalLLM
 from tests.facts import FACT, FACT_QUESTION
 
@@ -26,7 +26,7 @@ def chat(llm: LocalLLM) -> RagChatModel:
 def retriever(fact_index: Path) -> Iterator[RagRetriever]:
     opened = RagRetriever.from_index(fact_index, device="cpu", k=2)
     yield opened
-    opened.retriever.store.close()
+    opened.retriever.index.close()
 
 
 def test_retriever_in_an_lcel_chain(retriever: RagRetriever) -> None:
@@ -48,7 +48,7 @@ def test_chat_model_streams_pieces_then_usage(chat: RagChatModel, llm: LocalLLM)
     full = sum(chunks[1:], chunks[0])
     assert full.content == chat.invoke("Hello").content
     assert full.usage_metadata is not None
-    assert full.usage_metadata["input_tokens"] == llm.count_tokens([{"role": "user", "content": "Hello"}])
+    assert full.usage_metadata["input_tokens"] == llm.tokens.count_chat([{"role": "user", "content": "Hello"}])
     assert full.usage_metadata["output_tokens"] == 8
     assert full.response_metadata["finish_reason"] == "length"
 
@@ -69,11 +69,11 @@ def test_messages_become_role_dicts() -> None:
 
 
 def test_tool_calls_are_parsed_from_the_reply() -> None:
-    text, calls = parse_tool_calls('Let me look.\n<tool_call>\n{"name": "read_source", "arguments": {"chunk_id": 3}}'
+    text, calls = tool_call_chunks('Let me look.\n<tool_call>\n{"name": "read_source", "arguments": {"number": 3}}'
                                    "\n</tool_call>")
     assert text == "Let me look."
     message = AIMessageChunk(content=text, tool_call_chunks=calls)
-    assert message.tool_calls[0]["name"] == "read_source" and message.tool_calls[0]["args"] == {"chunk_id": 3}
+    assert message.tool_calls[0]["name"] == "read_source" and message.tool_calls[0]["args"] == {"number": 3}
 
 
 def test_bind_tools_needs_a_template_that_takes_tools(chat: RagChatModel, llm: LocalLLM, agent) -> None:
@@ -94,11 +94,24 @@ def test_embeddings_match_the_engine(embedder) -> None:
     assert np.allclose(embeddings.embed_query(texts[0]), embedder.embed_query(texts[0]), atol=1e-6)
 
 
-def test_tools_search_then_read(agent) -> None:
+def test_tools_search_then_read_by_passage_number(agent) -> None:
     search, read = make_tools(agent)
     found = search.invoke({"type": "tool_call", "id": "1", "name": search.name, "args": {"query": "Zorblax"}})
     assert "fountain.txt" in found.content and found.artifact[0].metadata["path"].endswith("fountain.txt")
-    around = read.invoke({"chunk_id": found.artifact[0].metadata["chunk_id"]})
-    assert FACT in around
-    assert read.invoke({"chunk_id": 10**9}).startswith("there is no chunk")
+    number = found.artifact[0].metadata["number"]
+    assert found.content.startswith(f"[{number}] ") and FACT in found.content
+    around = read.invoke({"number": number})
+    assert around.startswith(f"[{number}] ") and FACT in around
+    assert read.invoke({"number": 99}).startswith("there is no passage [99]")
     assert [tool.name for tool in make_tools(agent.retriever)] == [search.name, read.name]
+
+
+def test_tools_honour_the_agents_abstain_threshold(agent) -> None:
+    question = "What is the boiling point of tungsten?"
+    assert not agent.retriever.is_relevant(agent.search(question)), "an off-topic question for this corpus"
+    search, _ = make_tools(agent)
+    found = search.invoke({"type": "tool_call", "id": "1", "name": search.name, "args": {"query": question}})
+    assert found.artifact == [] and "left out" in found.content and "Zorblax" not in found.content
+    lenient = make_tools(agent, agent.settings.search.with_overrides(min_relevance=0.0))[0]
+    found = lenient.invoke({"type": "tool_call", "id": "2", "name": lenient.name, "args": {"query": question}})
+    assert found.artifact and "left out" not in found.content

@@ -91,7 +91,7 @@ class TestRagRetriever(RetrieversIntegrationTests):
     def _open(self, fact_index: Path) -> Iterator[None]:
         self.engine = RagRetriever.from_index(fact_index, device="cpu").retriever
         yield
-        self.engine.store.close()
+        self.engine.index.close()
 
     @property
     def retriever_constructor(self) -> type[RagRetriever]:
@@ -135,8 +135,8 @@ class TestSearchToolIntegration(_AgentTool, ToolsIntegrationTests):
 
 
 class TestReadToolUnit(_AgentTool, ToolsUnitTests):
-    tool_name, example = "read_source", {"chunk_id": 1}
+    tool_name, example = "read_source", {"number": 1}
 
 
 class TestReadToolIntegration(_AgentTool, ToolsIntegrationTests):
-    tool_name, example = "read_source", {"chunk_id": 1}
+    tool_name, example = "read_source", {"number": 1}

@@ -38,18 +38,18 @@ def lexical() -> LexicalIndex:
 
 
 def test_chinese_paraphrase_finds_its_passage() -> None:
-    assert lexical().search("长江在哪里入海？", 2)[0][0] == 12
-    assert lexical().search("GPT-2 的上下文窗口有多大", 2)[0][0] == 10
+    assert lexical().search(tokenize("长江在哪里入海？"), 2)[0][0] == 12
+    assert lexical().search(tokenize("GPT-2 的上下文窗口有多大"), 2)[0][0] == 10
 
 
 def test_english_inflections_match_through_the_stemmer() -> None:
-    hits = lexical().search("studying memories", 4)
+    hits = lexical().search(tokenize("studying memories"), 4)
     assert hits[0][0] == 13 and all(score > 0 for _, score in hits)
 
 
 def test_unknown_words_and_an_empty_index_return_nothing() -> None:
-    assert lexical().search("zebra giraffe", 3) == []
-    assert LexicalIndex.build([], []).search("长江", 3) == []
+    assert lexical().search(tokenize("zebra giraffe"), 3) == []
+    assert LexicalIndex.build([], []).search(tokenize("长江"), 3) == []
 
 
 def test_a_saved_index_loads_without_pickle_and_answers_the_same(tmp_path):
@@ -57,4 +57,4 @@ def test_a_saved_index_loads_without_pickle_and_answers_the_same(tmp_path):
     index.save(tmp_path / "lexical")
     loaded = LexicalIndex.load(tmp_path / "lexical")
     for query in ("长江", "mice running memory", "GPT-2 的词汇表"):
-        assert loaded.search(query, 3) == index.search(query, 3) != []
+        assert loaded.search(tokenize(query), 3) == index.search(tokenize(query), 3) != []

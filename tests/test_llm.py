@@ -32,8 +32,8 @@ def test_window_can_be_overridden_and_must_be_positive(llm):
 
 
 def test_count_tokens_matches_the_encoded_prompt(llm):
-    ids = llm.encode_messages(MESSAGES)
-    assert llm.count_tokens(MESSAGES) == len(ids)
+    ids = llm.tokens.chat_ids(MESSAGES)
+    assert llm.tokens.count_chat(MESSAGES) == len(ids)
     assert llm.tokenizer.decode(ids).endswith("<|im_start|>assistant\n")
 
 
@@ -59,9 +59,9 @@ def test_top_k_and_top_p_filter_the_sampled_tokens(llm, greedy_text):
 
 def test_sampling_without_top_k_really_turns_it_off(llm):
     # transformers replaces top_k=None by its default 50; top_k=0 must reach it as "off".
-    kwargs = llm.generate_kwargs(llm.encode_messages(MESSAGES), sampled(1))
+    kwargs = llm.generate_kwargs(llm.tokens.chat_ids(MESSAGES), sampled(1))
     assert kwargs["do_sample"] and kwargs["top_k"] == 0 and kwargs["top_p"] == 1.0
-    greedy = llm.generate_kwargs(llm.encode_messages(MESSAGES), GREEDY)
+    greedy = llm.generate_kwargs(llm.tokens.chat_ids(MESSAGES), GREEDY)
     assert not greedy["do_sample"] and "temperature" not in greedy
 
 
@@ -74,9 +74,27 @@ def test_a_stop_string_ends_the_text_before_it(llm, greedy_text):
 
 
 def test_streaming_gives_the_generated_text_piece_by_piece(llm, greedy_text):
-    pieces = list(llm.stream(MESSAGES, GREEDY))
+    completion = llm.stream(MESSAGES, GREEDY)
+    pieces = list(completion)
     assert len(pieces) > 1
-    assert "".join(pieces) == greedy_text
+    assert "".join(pieces) == greedy_text == completion.text
+    assert completion.finish_reason == "length" and completion.completion_tokens == GREEDY.max_new_tokens
+    assert completion.prompt_tokens == llm.tokens.count_chat(MESSAGES)
+
+
+def test_a_completion_that_stops_early_says_so(llm):
+    completion = llm.stream(MESSAGES, GenerationSettings(max_new_tokens=200))
+    text = "".join(completion)
+    assert completion.finish_reason == "stop" and 0 < completion.completion_tokens < 200 and text
+
+
+def test_leaving_a_completion_early_releases_the_model(llm):
+    completion = llm.stream(MESSAGES, GenerationSettings(max_new_tokens=200))
+    for _ in completion:
+        break
+    completion.close()
+    assert not llm._lock.locked()
+    assert llm.generate(MESSAGES, GREEDY)
 
 
 @pytest.mark.parametrize(

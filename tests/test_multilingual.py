@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from rag_app.config import DEFAULT_EMBEDDER
-from rag_app.language import MULTILINGUAL_EMBEDDER, cjk_share, embedder_for
+from rag_app.index.index import MULTILINGUAL_EMBEDDER, choose_embedder
+from rag_app.language import cjk_share
 
 FACT_ZH = "GPT-2 一次最多处理 1024 个 token，这就是它的上下文窗口。"
 OTHER_ZH = "龙井茶是产自杭州西湖一带的绿茶，冲泡时宜用 80 度左右的水。"
@@ -50,8 +51,13 @@ def test_cjk_share_counts_letters_only() -> None:
     assert cjk_share(["GPT-2 的上下文窗口"]) == pytest.approx(6 / 9)
 
 
-def test_the_embedder_follows_the_share_of_chinese_text() -> None:
-    assert embedder_for(["Plain English notes about rivers."] * 50) == DEFAULT_EMBEDDER
-    assert embedder_for(["Plain English notes about rivers."] * 5 + [FACT_ZH]) == MULTILINGUAL_EMBEDDER
-    assert embedder_for(["Plain English notes about rivers."] * 50 + [FACT_ZH]) == DEFAULT_EMBEDDER
-    assert embedder_for([OTHER_ZH]) == MULTILINGUAL_EMBEDDER
+def test_the_embedder_follows_the_share_of_chinese_text(monkeypatch) -> None:
+    monkeypatch.delenv("RAG_APP_EMBEDDER", raising=False)
+
+    def new_index(texts: list[str]) -> str:
+        return choose_embedder(None, None, lambda: texts)
+
+    assert new_index(["Plain English notes about rivers."] * 50) == DEFAULT_EMBEDDER
+    assert new_index(["Plain English notes about rivers."] * 5 + [FACT_ZH]) == MULTILINGUAL_EMBEDDER
+    assert new_index(["Plain English notes about rivers."] * 50 + [FACT_ZH]) == DEFAULT_EMBEDDER
+    assert new_index([OTHER_ZH]) == MULTILINGUAL_EMBEDDER

@@ -1,4 +1,4 @@
-"""The token-exact prompt budget, checked against the real SmolLM2 tokenizer and chat template."""
+"""The token-exact prompt budget, checked against the real SmolLM2 tokens and chat template."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
 from rag_app.models.llm import resolve_model_location
-from rag_app.models.tokens import chat_token_ids, count_chat_tokens
+from rag_app.models.tokens import HFTokenCounter
 from rag_app.prompt import (
     MARKER,
     BuiltPrompt,
-    Passage,
     PromptBuilder,
     PromptTooSmallError,
     group_turns,
     user_content,
 )
+from rag_app.types import Chunk, Hit
 
 SYSTEM = "You are a helpful assistant. Answer from the passages and cite them like [1]."
 PIECES = [
@@ -53,34 +53,47 @@ CHARS = "abcdefghij XYZ.,!?\n0123456789你好世界检索增强生成。😀🎉
 
 
 @pytest.fixture(scope="session")
-def tokenizer() -> Any:
-    return AutoTokenizer.from_pretrained(resolve_model_location("SmolLM2-135M-Instruct"))
+def tokens() -> HFTokenCounter:
+    return HFTokenCounter(AutoTokenizer.from_pretrained(resolve_model_location("SmolLM2-135M-Instruct")))
+
+
+def passage(number: int, text: str, label: str) -> Hit:
+    """A retrieved passage whose chunk's label is `label` (a path, then "p. N" or "lines A-B")."""
+    path, *parts = label.split(", ")
+    place: dict[str, int] = {}
+    for part in parts:
+        if part.startswith("p. "):
+            place["page"] = int(part[3:])
+        else:
+            first, last = part.removeprefix("lines ").split("-")
+            place.update(start_line=int(first), end_line=int(last))
+    return Hit(Chunk(text, path, **place), 0.0, number=number)
 
 
 def user_turn(text: str, reply: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
 
 
-def floor_tokens(tokenizer: Any, system: str = SYSTEM) -> int:
+def floor_tokens(tokens: HFTokenCounter, system: str = SYSTEM) -> int:
     """The smallest prompt: the system message and an empty question."""
-    return count_chat_tokens(tokenizer, [{"role": "system", "content": system}, {"role": "user", "content": ""}])
+    return tokens.count_chat([{"role": "system", "content": system}, {"role": "user", "content": ""}])
 
 
-def builder_for_budget(tokenizer: Any, budget: int, max_new_tokens: int = 64, **kwargs: Any) -> PromptBuilder:
-    return PromptBuilder(tokenizer, budget + max_new_tokens, max_new_tokens, **kwargs)
+def builder_for_budget(tokens: HFTokenCounter, budget: int, max_new_tokens: int = 64, **kwargs: Any) -> PromptBuilder:
+    return PromptBuilder(tokens, budget + max_new_tokens, max_new_tokens, **kwargs)
 
 
 def check_invariants(
-    tokenizer: Any,
+    tokens: HFTokenCounter,
     built: BuiltPrompt,
     system: str,
-    passages: list[Passage],
+    passages: list[Hit],
     history: list[dict],
     question: str,
 ) -> None:
     """What every built prompt must satisfy, whatever was dropped."""
     messages = built.messages
-    assert count_chat_tokens(tokenizer, messages) == built.tokens <= built.budget
+    assert tokens.count_chat(messages) == built.tokens <= built.budget
     assert messages[0] == {"role": "system", "content": system}
     assert messages[-1]["role"] == "user"
     assert built.passages == passages[: len(built.passages)]
@@ -120,7 +133,7 @@ passages_strategy = st.lists(
         st.sampled_from(["guide.md, lines 3-9", "手册.pdf, p. 2", "notes.txt"]),
     ),
     max_size=10,
-).map(lambda items: [Passage(n, text, label) for n, (text, label) in enumerate(items, start=1)])
+).map(lambda items: [passage(n, text, label) for n, (text, label) in enumerate(items, start=1)])
 
 
 def windows_from(minimum: int) -> st.SearchStrategy[int]:
@@ -150,107 +163,105 @@ questions = st.one_of(
     share=st.sampled_from([0.0, 0.3, 0.6, 1.0]),
 )
 def test_every_prompt_fits_exactly(
-    tokenizer: Any,
+    tokens: HFTokenCounter,
     data: st.DataObject,
     turns: list[list[dict[str, str]]],
-    passages: list[Passage],
+    passages: list[Hit],
     question: str,
     system: str,
     max_new_tokens: int,
     share: float,
 ) -> None:
-    minimum = floor_tokens(tokenizer, system) + max_new_tokens
+    minimum = floor_tokens(tokens, system) + max_new_tokens
     window = data.draw(windows_from(minimum), label="window")
     history = [message for turn in turns for message in turn]
-    built = PromptBuilder(tokenizer, window, max_new_tokens, share).build(system, passages, history, question)
-    check_invariants(tokenizer, built, system, passages, history, question)
+    built = PromptBuilder(tokens, window, max_new_tokens, share).build(system, passages, history, question)
+    check_invariants(tokens, built, system, passages, history, question)
     assert built.budget == window - max_new_tokens
 
 
-def test_chat_token_ids_match_the_template(tokenizer: Any) -> None:
+def test_chat_token_ids_match_the_template(tokens: HFTokenCounter) -> None:
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "你好 🎉"}]
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    assert chat_token_ids(tokenizer, messages) == tokenizer(text, add_special_tokens=False)["input_ids"]
+    text = tokens.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert tokens.chat_ids(messages) == tokens.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def test_oldest_turns_are_dropped_first(tokenizer: Any) -> None:
+def test_oldest_turns_are_dropped_first(tokens: HFTokenCounter) -> None:
     question = "What did we decide?"
     history = [m for letter in "abcdefghij" for m in user_turn(f"Point {letter}?", f"Agreed on {letter}.")]
     head = [{"role": "system", "content": SYSTEM}]
-    base = count_chat_tokens(tokenizer, [*head, {"role": "user", "content": question}])
+    base = tokens.count_chat([*head, {"role": "user", "content": question}])
     costs = {
-        count_chat_tokens(tokenizer, [*head, *history[i : i + 2], {"role": "user", "content": question}]) - base
+        tokens.count_chat([*head, *history[i : i + 2], {"role": "user", "content": question}]) - base
         for i in range(0, len(history), 2)
     }
     assert len(costs) == 1
     turn_cost = costs.pop()
-    built = builder_for_budget(tokenizer, base + 3 * turn_cost + turn_cost // 2).build(SYSTEM, [], history, question)
+    built = builder_for_budget(tokens, base + 3 * turn_cost + turn_cost // 2).build(SYSTEM, [], history, question)
     assert built.dropped_turns == 7
     assert built.messages[1:-1] == history[-6:]
     assert built.tokens == base + 3 * turn_cost
 
 
-def test_least_relevant_passages_are_dropped_first(tokenizer: Any) -> None:
+def test_least_relevant_passages_are_dropped_first(tokens: HFTokenCounter) -> None:
     question = "How do I install it?"
     passages = [
-        Passage(1, "Run make install in the project folder.", "guide.md, lines 3-9"),
-        Passage(2, "Install notes. " * 200, "notes.md, lines 1-400"),
-        Passage(3, "Use Python 3.11.", "readme.md, lines 1-2"),
+        passage(1, "Run make install in the project folder.", "guide.md, lines 3-9"),
+        passage(2, "Install notes. " * 200, "notes.md, lines 1-400"),
+        passage(3, "Use Python 3.11.", "readme.md, lines 1-2"),
     ]
     head = {"role": "system", "content": SYSTEM}
-    fits = count_chat_tokens(tokenizer, [head, {"role": "user", "content": user_content(passages[::2], question)}])
-    built = builder_for_budget(tokenizer, fits).build(SYSTEM, passages, [], question)
+    fits = tokens.count_chat([head, {"role": "user", "content": user_content(passages[::2], question)}])
+    built = builder_for_budget(tokens, fits).build(SYSTEM, passages, [], question)
     assert built.passages == passages[:1]
     assert built.dropped_passages == 2
     assert built.messages[-1]["content"] == user_content(passages[:1], question)
 
 
-def test_passages_keep_to_their_share_and_the_rest_goes_to_history(tokenizer: Any) -> None:
+def test_passages_keep_to_their_share_and_the_rest_goes_to_history(tokens: HFTokenCounter) -> None:
     question = "Summarise the passages."
-    passages = [Passage(n, f"Fact number {n} is about retrieval. " * 10, f"doc{n}.md") for n in range(1, 11)]
+    passages = [passage(n, f"Fact number {n} is about retrieval. " * 10, f"doc{n}.md") for n in range(1, 11)]
     history = [m for n in range(40) for m in user_turn(f"Question {n} about the docs?", f"Answer {n}. " * 5)]
-    builder = builder_for_budget(tokenizer, 1500, passage_share=0.6)
+    builder = builder_for_budget(tokens, 1500, passage_share=0.6)
     built = builder.build(SYSTEM, passages, history, question)
     head = {"role": "system", "content": SYSTEM}
-    base = count_chat_tokens(tokenizer, [head, {"role": "user", "content": question}])
-    with_passages = count_chat_tokens(
-        tokenizer, [head, {"role": "user", "content": user_content(built.passages, question)}]
-    )
+    base = tokens.count_chat([head, {"role": "user", "content": question}])
+    with_passages = tokens.count_chat([head, {"role": "user", "content": user_content(built.passages, question)}])
     assert 0 < len(built.passages) < len(passages)
     assert with_passages - base <= 0.6 * (built.budget - base)
     assert 0 < built.dropped_turns < 40
     newest_dropped = history[2 * built.dropped_turns - 2 : 2 * built.dropped_turns]
     grown = [built.messages[0], *newest_dropped, *built.messages[1:]]
-    assert count_chat_tokens(tokenizer, grown) > built.budget
+    assert tokens.count_chat(grown) > built.budget
     alone = builder.build(SYSTEM, passages, [], question)
     assert len(alone.passages) > len(built.passages)
 
 
-def test_long_question_is_cut_in_the_middle(tokenizer: Any) -> None:
+def test_long_question_is_cut_in_the_middle(tokens: HFTokenCounter) -> None:
     question = "START of the question. " + "filler words 填充 🎉 " * 400 + "the END?"
-    builder = builder_for_budget(tokenizer, floor_tokens(tokenizer) + 40)
-    built = builder.build(SYSTEM, [Passage(1, "Some passage.", "a.md")], user_turn("hi", "hello"), question)
+    builder = builder_for_budget(tokens, floor_tokens(tokens) + 40)
+    built = builder.build(SYSTEM, [passage(1, "Some passage.", "a.md")], user_turn("hi", "hello"), question)
     shown = built.messages[-1]["content"]
     head, marker, tail = shown.partition(MARKER)
     assert built.question_truncated and marker
     assert head.startswith("START") and question.startswith(head)
     assert tail.endswith("END?") and question.endswith(tail)
     assert built.messages == [{"role": "system", "content": SYSTEM}, {"role": "user", "content": shown}]
-    assert built.tokens == count_chat_tokens(tokenizer, built.messages) <= built.budget
+    assert built.tokens == tokens.count_chat(built.messages) <= built.budget
     assert built.budget - built.tokens <= 3
     assert (built.dropped_turns, built.dropped_passages) == (1, 1)
 
 
-def test_too_small_a_window_raises(tokenizer: Any) -> None:
+def test_too_small_a_window_raises(tokens: HFTokenCounter) -> None:
     with pytest.raises(PromptTooSmallError, match="raise the context window or lower max_new_tokens"):
-        PromptBuilder(tokenizer, 64, 60).build(SYSTEM, [], [], "Hi?")
+        PromptBuilder(tokens, 64, 60).build(SYSTEM, [], [], "Hi?")
     with pytest.raises(PromptTooSmallError):
-        PromptBuilder(tokenizer, 512, 600).build("", [], [], "")
-    built = builder_for_budget(tokenizer, floor_tokens(tokenizer)).build(SYSTEM, [], [], "A question")
+        PromptBuilder(tokens, 512, 600).build("", [], [], "")
+    built = builder_for_budget(tokens, floor_tokens(tokens)).build(SYSTEM, [], [], "A question")
     assert built.question_truncated and built.tokens == built.budget
 
 
-def test_history_is_coerced_and_other_roles_skipped(tokenizer: Any) -> None:
+def test_history_is_coerced_and_other_roles_skipped(tokens: HFTokenCounter) -> None:
     history = [
         {"role": "system", "content": "old system prompt"},
         {"role": "assistant", "content": "Welcome!"},
@@ -258,7 +269,7 @@ def test_history_is_coerced_and_other_roles_skipped(tokenizer: Any) -> None:
         {"role": "assistant", "content": None},
         {"role": "user", "content": 42},
     ]
-    built = builder_for_budget(tokenizer, 1000).build(SYSTEM, [], history, "Next?")
+    built = builder_for_budget(tokens, 1000).build(SYSTEM, [], history, "Next?")
     assert built.messages[1:-1] == [
         {"role": "assistant", "content": "Welcome!"},
         {"role": "user", "content": "part one"},
@@ -268,14 +279,14 @@ def test_history_is_coerced_and_other_roles_skipped(tokenizer: Any) -> None:
     assert built.dropped_turns == 0
 
 
-def test_fifty_turns_build_fast(tokenizer: Any) -> None:
+def test_fifty_turns_build_fast(tokens: HFTokenCounter) -> None:
     history = [
         m
         for n in range(50)
         for m in user_turn(f"Question {n}: how does retrieval 检索 work here? 🎉", f"Answer {n}: like this. " * 8)
     ]
-    passages = [Passage(n, "A retrieved passage about the topic. " * 12, f"doc{n}.md") for n in range(1, 6)]
-    builder = PromptBuilder(tokenizer, 8192, 512)
+    passages = [passage(n, "A retrieved passage about the topic. " * 12, f"doc{n}.md") for n in range(1, 6)]
+    builder = PromptBuilder(tokens, 8192, 512)
     builder.build(SYSTEM, passages, history, "And now?")
     timings = []
     for _ in range(7):
@@ -286,11 +297,11 @@ def test_fifty_turns_build_fast(tokenizer: Any) -> None:
     assert statistics.median(timings) < 0.1
 
 
-def test_exact_check_corrects_underestimates(tokenizer: Any) -> None:
+def test_exact_check_corrects_underestimates(tokens: HFTokenCounter) -> None:
     history = [m for n in range(20) for m in user_turn(f"Question {n}?", f"Answer {n}. " * 10)]
-    passages = [Passage(n, "Passage text. " * 30, f"doc{n}.md") for n in range(1, 6)]
-    builder = builder_for_budget(tokenizer, 400, passage_share=1.0)
+    passages = [passage(n, "Passage text. " * 30, f"doc{n}.md") for n in range(1, 6)]
+    builder = builder_for_budget(tokens, 400, passage_share=1.0)
     builder._lengths = lambda texts: [0] * len(texts)
     built = builder.build(SYSTEM, passages, history, "Why?")
-    check_invariants(tokenizer, built, SYSTEM, passages, history, "Why?")
+    check_invariants(tokens, built, SYSTEM, passages, history, "Why?")
     assert built.dropped_turns == 20 and built.dropped_passages > 0

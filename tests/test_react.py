@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag_app.react import FINAL, READ_TOOL, SEARCH_TOOL, Action, parse_action, supports_native_tools
+from rag_app.models.chat import supports_native_tools
+from rag_app.react import FINAL, READ_TOOL, SEARCH_TOOL, Action, parse_action
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from rag_app.retrieval import (
-    Retriever,
-    SearchOptions,
-    reciprocal_rank_fusion,
-    term_coverage,
-    weighted_fusion,
-)
+from rag_app.config import SearchOptions
+from rag_app.index.fusion import reciprocal_rank_fusion, weighted_fusion
+from rag_app.index.lexical import tokenize
+from rag_app.retrieval import Retriever, term_coverage
 
 BREAD = ("Knead the bread dough for ten minutes until it is smooth and elastic, then let it rise in a warm "
          "place until it has doubled in size.")
@@ -37,9 +34,9 @@ FILES = {
 
 @pytest.fixture(scope="module")
 def retriever(tmp_path_factory, embedder) -> Retriever:
-    from ingest.chunking import ChunkingSettings
-    from ingest.pipeline import IngestOptions, ingest
-    from rag_app.index.store import IndexStore
+    from ingest.pipeline import ingest
+    from rag_app.config import ChunkingSettings, IngestOptions
+    from rag_app.index import Index
 
     corpus = tmp_path_factory.mktemp("retrieval_corpus")
     for name, text in FILES.items():
@@ -49,9 +46,9 @@ def retriever(tmp_path_factory, embedder) -> Retriever:
     options = IngestOptions(chunking=ChunkingSettings(max_tokens=32, overlap_tokens=0))
     report = ingest([corpus], index, embedder, options)
     assert report.ok and len(report.added) == len(FILES)
-    store = IndexStore.open(index)
-    yield Retriever(store, embedder)
-    store.close()
+    opened = Index.open(index, embedder)
+    yield Retriever(opened)
+    opened.close()
 
 
 def names(sources) -> list[str]:
@@ -74,9 +71,9 @@ def test_weighted_fusion_normalises_each_leg() -> None:
 
 
 def test_term_coverage_weighs_longer_terms_more() -> None:
-    assert term_coverage("knead dough", BREAD) == 1.0
-    assert term_coverage("tungsten boiling point", BREAD) == 0.0
-    assert 0 < term_coverage("knead tungsten", BREAD) < 1
+    assert term_coverage(tokenize("knead dough"), BREAD) == 1.0
+    assert term_coverage(tokenize("tungsten boiling point"), BREAD) == 0.0
+    assert 0 < term_coverage(tokenize("knead tungsten"), BREAD) < 1
 
 
 # ---- search on the real index ------------------------------------------------------------------------------
@@ -123,7 +120,7 @@ def test_adjacent_chunks_of_one_file_are_merged(retriever: Retriever) -> None:
     assert len(merged_glacier) < len(glacier)
     joined = max(merged_glacier, key=lambda source: len(source.text))
     assert "firn" in joined.text and "downhill" in joined.text
-    assert joined.start_line < joined.end_line
+    assert joined.chunk.start_line < joined.chunk.end_line
     assert [source.number for source in merged] == list(range(1, len(merged) + 1))
 
 
@@ -131,18 +128,18 @@ def test_k_and_bad_options(retriever: Retriever) -> None:
     assert len(retriever.search("glaciers", SearchOptions(k=1))) == 1
     assert retriever.search("   ") == []
     with pytest.raises(ValueError, match="k and candidates must be at least 1"):
-        retriever.search("glaciers", SearchOptions(k=0))
+        SearchOptions(k=0)
 
 
 def test_relevance_comes_from_stored_vectors_not_re_embedding(retriever: Retriever, monkeypatch) -> None:
     embedded: list[str] = []
-    original = retriever.embedder.embed_documents
+    original = retriever.index.embedder.embed_documents
 
     def counting(texts):
         embedded.extend(texts)
         return original(texts)
 
-    monkeypatch.setattr(retriever.embedder, "embed_documents", counting)
+    monkeypatch.setattr(retriever.index.embedder, "embed_documents", counting)
     sources = retriever.search("castling the king and a rook", SearchOptions(k=3))
     assert len(embedded) <= 1, "search embedded passages again"
     assert names(sources)[0] == "chess.txt" and sources[0].relevance > sources[-1].relevance
@@ -159,7 +156,7 @@ def test_cross_encoder_reranker_orders_by_its_scores(retriever: Retriever) -> No
     reranker = CrossEncoderReranker(str(bundled_minilm_path()), device="cpu")
     options = SearchOptions(k=4, merge_neighbours=False, rerank_depth=6)
     plain = retriever.search("glaciers and icebergs", options)
-    ranked = Retriever(retriever.store, retriever.embedder, reranker).search("glaciers and icebergs", options)
+    ranked = Retriever(retriever.index, reranker).search("glaciers and icebergs", options)
     expected = reranker.model.predict([("glaciers and icebergs", source.text) for source in ranked])
     assert [source.score for source in ranked] == pytest.approx([float(value) for value in expected])
     assert [source.score for source in ranked] == sorted((source.score for source in ranked), reverse=True)

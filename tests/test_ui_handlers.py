@@ -10,16 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import IngestOptions
-from rag_app.agent import AgentSettings
-from rag_app.config import GenerationSettings
+from rag_app.config import AgentSettings, GenerationSettings, IngestOptions, ModelSettings
 from rag_app.ui.app import UIOptions, build_app, launch
-from rag_app.ui.chat import ChatDefaults, make_respond
-from rag_app.ui.indexes import IndexCatalog, ModelChoice, UnknownIndexError, run_ingest, save_uploads
+from rag_app.ui.chat import chat_inputs, make_respond
+from rag_app.ui.indexes import IndexCatalog, UnknownIndexError, run_ingest, save_uploads
 from rag_app.ui.security import AllowedRoots
 from tests.facts import FACT_QUESTION
 
-FAST = ChatDefaults(max_new_tokens=12, max_steps=0)
+FAST = AgentSettings(max_steps=0).with_overrides(max_new_tokens=12)
 
 
 def make_catalog(fact_index: Path, tmp: Path) -> IndexCatalog:
@@ -27,7 +25,7 @@ def make_catalog(fact_index: Path, tmp: Path) -> IndexCatalog:
     root = tmp / "indexes"
     shutil.copytree(fact_index, root / "facts", ignore=shutil.ignore_patterns("*.lock"))
     settings = AgentSettings(max_steps=0, generation=GenerationSettings(max_new_tokens=12, seed=0))
-    return IndexCatalog(root, root / "facts", ModelChoice(device="cpu"), settings)
+    return IndexCatalog(root, root / "facts", ModelSettings(device="cpu"), settings)
 
 
 @contextmanager
@@ -54,7 +52,7 @@ def catalog(fact_index, embedder, llm, tmp_path_factory) -> IndexCatalog:
 
 def test_respond_streams_steps_tokens_then_answer_with_sources(catalog):
     respond = make_respond(catalog, FAST)
-    updates = list(respond(FACT_QUESTION, [], max_new_tokens=12, max_steps=0))
+    updates = list(respond(FACT_QUESTION, [], *chat_inputs(FAST, max_new_tokens=12, max_steps=0)))
     first_messages = updates[0][0]
     assert first_messages[0]["metadata"]["title"].startswith("🔎")
     assert len(updates) >= 3, "tokens must stream before the final answer"
@@ -69,7 +67,7 @@ def test_respond_streams_steps_tokens_then_answer_with_sources(catalog):
 def test_respond_replays_only_the_history_it_is_given(catalog):
     history = [{"role": "user", "content": "My code word is quokka-77."},
                {"role": "assistant", "content": "Noted \\*"}]
-    *_, (_, _, details, _) = make_respond(catalog, FAST)(FACT_QUESTION, history, max_new_tokens=8)
+    *_, (_, _, details, _) = make_respond(catalog, FAST)(FACT_QUESTION, history, *chat_inputs(FAST, max_new_tokens=8))
     assert details["history"] == [{"role": "user", "content": "My code word is quokka-77."},
                                   {"role": "assistant", "content": "Noted *"}]
     assert details["prompt_tokens"] > 0
@@ -80,7 +78,7 @@ def test_uploaded_file_is_searchable_by_the_open_agent(catalog, tmp_path):
     upload = tmp_path / "moon_base.txt"
     upload.write_text("The moon base Tycho-9 grows blue tomatoes in crater greenhouses.\n")
     saved = save_uploads([upload], catalog.path(None))
-    events = list(run_ingest(saved, catalog.path(None), agent, IngestOptions()))
+    events = list(run_ingest(saved, catalog.index(None), IngestOptions()))
     progress = [event for event, report in events if event is not None]
     report = events[-1][1]
     assert report is not None and report.ok and report.added == [str(saved[0].resolve())]

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from rag_app.types import Answer, Chunk, Source, Step
+from rag_app.types import Answer, Chunk, Hit, Step
 from rag_app.ui.export import conversation_turns, to_json, to_markdown
 from rag_app.ui.render import (
     UNCITED_NOTE,
@@ -31,9 +31,9 @@ HOSTILE = [
 ]
 
 
-def _source(text: str, evidence: list[str], number: int = 1) -> Source:
+def _source(text: str, evidence: list[str], number: int = 1) -> Hit:
     chunk = Chunk(id=7, path="/docs/notes.txt", text=text, start_line=3, end_line=5)
-    return Source(chunk=chunk, score=0.0321, number=number, relevance=0.8, evidence=evidence)
+    return Hit(chunk=chunk, score=0.0321, number=number, relevance=0.8, evidence=tuple(evidence))
 
 
 @pytest.mark.parametrize("text", HOSTILE)

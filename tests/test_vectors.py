@@ -133,16 +133,17 @@ def test_small_or_empty_ivf_falls_back_to_exact(clustered, chunk_ids):
 
 
 def test_ingest_records_and_uses_the_vector_index_kind(tmp_path, fact_corpus, embedder):
-    from ingest.pipeline import IngestOptions, ingest
-    from rag_app.index.store import IndexStore
+    from ingest.pipeline import ingest
+    from rag_app.config import IngestOptions
+    from rag_app.index.local import LocalBackend
 
     index = tmp_path / "index"
     ingest([fact_corpus], index, embedder)
     report = ingest([fact_corpus], index, embedder, IngestOptions(vector_index="hnsw"))
     assert any("hnsw" in note for note in report.notes) and report.chunks_embedded == 0
-    store = IndexStore.open(index)
+    store = LocalBackend.open(index)
     assert store.meta()["vector_index"] == "hnsw"
-    store.refresh()
-    assert "HNSW" in type(faiss.downcast_index(store._vectors.index)).__name__
-    [(chunk_id, _)] = store.dense_search(embedder.embed_query("Zorblax fountain purple water"), 1)
+    view = store.copies.view()
+    assert "HNSW" in type(faiss.downcast_index(view.vectors.index)).__name__
+    [(chunk_id, _)] = view.dense(embedder.embed_query("Zorblax fountain purple water"), 1)
     assert store.chunks([chunk_id])[chunk_id].path.endswith("fountain.txt")

@@ -1,1 +1,17 @@
-"""The on-disk index: FAISS vectors, the SQLite store of chunks and files, the manifest, the lexical index."""
+"""An index: where chunks, vectors and lexical tokens live, behind one backend interface, with its embedder."""
+
+from rag_app.index.backend import ChunkerSignature, FileChunks, FileRecord, IndexBackend, IndexFacts, Query
+from rag_app.index.errors import (
+    EmbedderMismatchError,
+    IndexBusyError,
+    IndexCorruptError,
+    IndexError_,
+    IndexNotFoundError,
+)
+from rag_app.index.index import Index, choose_embedder
+
+__all__ = [
+    "ChunkerSignature", "EmbedderMismatchError", "FileChunks", "FileRecord", "Index", "IndexBackend",
+    "IndexBusyError", "IndexCorruptError", "IndexError_", "IndexFacts", "IndexNotFoundError", "Query",
+    "choose_embedder",
+]

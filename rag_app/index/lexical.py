@@ -15,9 +15,10 @@ import bm25s
 import numpy as np
 import Stemmer
 
-_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_TOKEN = re.compile(rf"[{_CJK}]+|[^\W_]+", re.UNICODE)
-_CJK_RUN = re.compile(rf"^[{_CJK}]+$")
+from rag_app.language import HAN
+
+_TOKEN = re.compile(rf"[{HAN}]+|[^\W_]+", re.UNICODE)
+_HAN_RUN = re.compile(rf"^[{HAN}]+$")
 # A short English stop list: enough to keep BM25 from matching on glue words.
 _STOPWORDS = frozenset({
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "how", "i", "if", "in",
@@ -40,7 +41,7 @@ def tokenize(text: str) -> list[str]:
     tokens: list[str] = []
     for match in _TOKEN.finditer(text.lower()):
         piece = match.group()
-        if _CJK_RUN.match(piece):
+        if _HAN_RUN.match(piece):
             tokens.extend(cjk_bigrams(piece))
         elif piece not in _STOPWORDS:
             tokens.append(_STEMMER.stemWord(piece))
@@ -83,12 +84,12 @@ class LexicalIndex:
         starts = self.retriever.scores["indptr"]
         return int(starts[column + 1] - starts[column]) if column + 1 < len(starts) else 0
 
-    def search(self, query: str, k: int) -> list[tuple[int, float]]:
-        """The top `k` (chunk id, BM25 score) pairs with a positive score."""
+    def search(self, query_tokens: Sequence[str], k: int) -> list[tuple[int, float]]:
+        """The top `k` (chunk id, BM25 score) pairs with a positive score for already tokenized query terms."""
         if self.retriever is None:
             return []
         vocabulary = self.retriever.vocab_dict
-        tokens = [token for token in tokenize(query) if token in vocabulary]
+        tokens = [token for token in query_tokens if token in vocabulary]
         if not tokens:
             return []
         k = min(k, len(self.ids))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
@@ -27,12 +26,10 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 
 from rag_app.config import DEFAULT_LLM, GenerationSettings
-from rag_app.models.llm import LocalLLM
 from rag_app.models.registry import shared_llm
-from rag_app.react import supports_native_tools
+from rag_app.react import parse_tool_calls
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
-_TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 
 
 def to_chat_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
@@ -50,25 +47,18 @@ def to_chat_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     return converted
 
 
-def parse_tool_calls(text: str) -> tuple[str, list[ToolCallChunk]]:
-    """Split a reply into plain text and its `<tool_call>{"name": ..., "arguments": ...}` blocks."""
-    calls: list[ToolCallChunk] = []
-    for index, payload in enumerate(_TOOL_CALL.findall(text)):
-        try:
-            call = json.loads(payload)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(call, dict) and isinstance(call.get("name"), str):
-            arguments = call.get("arguments", call.get("parameters", {}))
-            calls.append(ToolCallChunk(
-                name=call["name"], index=index, id=f"call_{uuid.uuid4().hex[:12]}", type="tool_call_chunk",
-                args=arguments if isinstance(arguments, str) else json.dumps(arguments),
-            ))
-    return _TOOL_CALL.sub("", text).strip(), calls
+def tool_call_chunks(text: str) -> tuple[str, list[ToolCallChunk]]:
+    """A reply's plain text and its tool calls (parsed by the agent's one parser) as LangChain chunks."""
+    content, calls = parse_tool_calls(text)
+    return content, [
+        ToolCallChunk(name=call.name, index=index, id=f"call_{uuid.uuid4().hex[:12]}", type="tool_call_chunk",
+                      args=json.dumps(call.arguments))
+        for index, call in enumerate(calls)
+    ]
 
 
 class RagChatModel(BaseChatModel):
-    """A local transformers chat model (SmolLM2-135M-Instruct by default), loaded once per process.
+    """The engine's chat model (SmolLM2-135M-Instruct in process by default), loaded once per process.
 
     Tool calling works only with models whose chat template takes tools; SmolLM2's does not,
     so `bind_tools` refuses it rather than binding tools the model would never see.
@@ -77,7 +67,7 @@ class RagChatModel(BaseChatModel):
     model: str = DEFAULT_LLM
     device: str = "auto"
     context_window: int | None = None
-    llm: LocalLLM = Field(exclude=True)
+    llm: Any = Field(exclude=True)  # a ChatLLM (a Protocol, which pydantic cannot check)
     max_tokens: int = 256
     temperature: float = 0.0
     top_p: float = 1.0
@@ -105,7 +95,7 @@ class RagChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.model, "device": self.llm.device, **asdict(self._settings(None, {}))}
+        return {"model": self.model, "backend": self.llm.backend, **asdict(self._settings(None, {}))}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(
@@ -139,28 +129,21 @@ class RagChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         chat = to_chat_messages(messages)
         tools: list[dict[str, Any]] | None = kwargs.get("tools")
-        settings = self._settings(stop, kwargs)
-        pieces = self.llm.stream(chat, settings, tools)
-        text = ""
+        completion = self.llm.stream(chat, self._settings(stop, kwargs), tools)
         if tools:
-            text = "".join(pieces)
-            content, calls = parse_tool_calls(text)
+            content, calls = tool_call_chunks("".join(completion))
             yield ChatGenerationChunk(message=AIMessageChunk(content=content, tool_call_chunks=calls))
         else:
-            for piece in pieces:
-                text += piece
+            for piece in completion:
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
                 if run_manager:
                     run_manager.on_llm_new_token(piece, chunk=chunk)
                 yield chunk
-        output_tokens = len(self.llm.tokenizer.encode(text, add_special_tokens=False))
-        input_tokens = len(self.llm.encode_messages(chat, tools))
-        usage = UsageMetadata(input_tokens=input_tokens, output_tokens=output_tokens,
-                              total_tokens=input_tokens + output_tokens)
-        finish = "length" if output_tokens >= settings.max_new_tokens else "stop"
+        usage = UsageMetadata(input_tokens=completion.prompt_tokens, output_tokens=completion.completion_tokens,
+                              total_tokens=completion.prompt_tokens + completion.completion_tokens)
         yield ChatGenerationChunk(message=AIMessageChunk(
             content="", usage_metadata=usage, chunk_position="last",
-            response_metadata={"model_name": self.model, "finish_reason": finish},
+            response_metadata={"model_name": self.model, "finish_reason": completion.finish_reason},
         ))
 
     def _generate(
@@ -178,7 +161,7 @@ class RagChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Offer tools through the chat template; the model answers with `<tool_call>` JSON blocks."""
-        if not supports_native_tools(getattr(self.llm.tokenizer, "chat_template", None)):
+        if not self.llm.native_tools:
             raise NotImplementedError(
                 f"{self.model}'s chat template does not take tools; use a model whose template does "
                 "(e.g. Qwen2.5-Instruct) for tool calling"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,23 +10,22 @@ from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
-from rag_app.config import DEFAULT_EMBEDDER
-from rag_app.index.store import IndexStore
-from rag_app.models.registry import shared_embedder
-from rag_app.retrieval import Retriever, SearchMode, SearchOptions
-from rag_app.types import Source
+from rag_app.config import SearchMode, SearchOptions
+from rag_app.index import Index
+from rag_app.retrieval import Retriever
+from rag_app.types import Hit
 
 
-def to_document(source: Source) -> Document:
+def to_document(hit: Hit) -> Document:
     """A retrieved passage as a Document whose metadata says where it came from and how well it matched."""
-    chunk = source.chunk
+    chunk = hit.chunk
     return Document(
-        page_content=source.text,
+        page_content=hit.text,
         id=str(chunk.id),
         metadata={
-            "source": chunk.path, "path": chunk.path, "page": chunk.page, "heading": chunk.heading,
-            "start_line": chunk.start_line, "end_line": chunk.end_line, "score": source.score,
-            "relevance": source.relevance, "chunk_id": chunk.id,
+            "source": chunk.path, "path": chunk.path, "location": chunk.label(), "page": chunk.page,
+            "heading": chunk.heading, "start_line": chunk.start_line, "end_line": chunk.end_line,
+            "score": hit.score, "relevance": hit.relevance, "chunk_id": chunk.id, "number": hit.number,
         },
     )
 
@@ -35,7 +33,8 @@ def to_document(source: Source) -> Document:
 def format_docs(documents: Sequence[Document]) -> str:
     """Documents as numbered passages with their places, ready for a prompt that asks for [n] citations."""
     return "\n\n".join(
-        f"[{number}] {document.metadata.get('path', '')}\n{document.page_content}"
+        f"[{number}] {document.metadata.get('location', document.metadata.get('path', ''))}\n"
+        f"{document.page_content}"
         for number, document in enumerate(documents, start=1)
     )
 
@@ -55,16 +54,15 @@ class RagRetriever(BaseRetriever):
 
     @classmethod
     def from_index(
-        cls, index: str | Path, *, embedder: str | None = None, device: str = "auto", **fields: Any
+        cls, index: str | Path | Index, *, embedder: str | None = None, device: str = "auto", **fields: Any
     ) -> RagRetriever:
-        """Open an index with the embedder it was built with (or `embedder`)."""
-        store = IndexStore.open(index, embedder_name=embedder)
-        name = embedder or store.meta().get("embedder") or DEFAULT_EMBEDDER
-        return cls(retriever=Retriever(store, shared_embedder(name, device)), **fields)
+        """Search an index (a location is opened with the embedder it was built with, or `embedder`)."""
+        opened = index if isinstance(index, Index) else Index.open(index, embedder, device)
+        return cls(retriever=Retriever(opened), **fields)
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **overrides: Any
     ) -> list[Document]:
         options = SearchOptions(k=self.k, mode=self.mode, path_glob=self.path_glob,
                                 file_types=tuple(self.file_types), merge_neighbours=self.merge_neighbours)
-        return [to_document(source) for source in self.retriever.search(query, replace(options, **overrides))]
+        return [to_document(hit) for hit in self.retriever.search(query, options.with_overrides(**overrides))]

@@ -1,4 +1,4 @@
-"""The local chat LLM through transformers: load (GGUF converted once to a cached folder), generate, stream."""
+"""The in-process chat LLM through transformers: load (GGUF converted once to a cached folder), generate, stream."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,11 @@ from transformers import (
 
 from rag_app.config import DEFAULT_LLM, GenerationSettings, app_home
 from rag_app.models.bundled import package_folder
+from rag_app.models.chat import Completion, Outcome, cut_at_stop, supports_native_tools
 from rag_app.models.device import dtype_for, resolve_device, use_all_cores
-from rag_app.models.tokens import chat_token_ids
+from rag_app.models.tokens import HFTokenCounter, Messages
 
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-Messages = list[dict[str, str]]
 
 
 def bundled_gguf_path() -> Path:
@@ -74,7 +74,11 @@ def resolve_model_location(name: str, cache: Path | None = None) -> str:
 
 
 class LocalLLM:
-    """A chat model with its tokenizer, context window and sampling; fp32 on CPU, bf16 on CUDA."""
+    """A transformers chat model run in this process (a ChatLLM): fp32 on CPU, bf16 on CUDA. One generation at
+    a time: concurrent requests queue on a lock."""
+
+    window_estimated = False
+    concurrent = False
 
     def __init__(
         self,
@@ -88,8 +92,11 @@ class LocalLLM:
             raise ValueError(f"context_window must be a positive number of tokens, got {context_window}")
         self.model = model
         self.tokenizer = tokenizer
+        self.tokens = HFTokenCounter(tokenizer)
         self.name = name
         self.device = device
+        self.backend = f"in-process transformers on {device}"
+        self.native_tools = supports_native_tools(getattr(tokenizer, "chat_template", None))
         self.configured_window = configured_window(model.config)
         self.context_window = context_window or self.configured_window
         self._lock = threading.Lock()
@@ -111,13 +118,6 @@ class LocalLLM:
         model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype_for(resolved)).to(resolved)
         model.eval()
         return cls(model, tokenizer, name, resolved, context_window)
-
-    def encode_messages(self, messages: Messages, tools: list[dict[str, Any]] | None = None) -> list[int]:
-        """The prompt's token ids, exactly as the model will see them (chat template + generation prompt)."""
-        return chat_token_ids(self.tokenizer, messages, tools)
-
-    def count_tokens(self, messages: Messages) -> int:
-        return len(self.encode_messages(messages))
 
     def generate_kwargs(self, input_ids: list[int], settings: GenerationSettings) -> dict[str, Any]:
         """The arguments for `model.generate` that carry out `settings` (seeding the generator if asked)."""
@@ -144,11 +144,13 @@ class LocalLLM:
         messages: Messages,
         settings: GenerationSettings | None = None,
         tools: list[dict[str, Any]] | None = None,
-    ) -> Iterator[str]:
-        """Yield text pieces as they are generated; stop strings are cut from the end. Closing the iterator
-        early stops the generation."""
-        settings = settings or GenerationSettings()
-        input_ids = self.encode_messages(messages, tools)
+    ) -> Completion:
+        """The reply as it is generated; stop strings are cut from the end. Closing it early stops generation."""
+        return Completion(self._pieces(messages, settings or GenerationSettings(), tools))
+
+    def _pieces(self, messages: Messages, settings: GenerationSettings,
+                tools: list[dict[str, Any]] | None) -> Generator[str, None, Outcome]:
+        input_ids = self.tokens.chat_ids(messages, tools)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         cancelled = threading.Event()
         errors: list[BaseException] = []
@@ -162,16 +164,21 @@ class LocalLLM:
                 errors.append(error)
                 streamer.end()
 
+        text = ""
         with self._lock:
             worker = threading.Thread(target=run, args=(self.generate_kwargs(input_ids, settings),), daemon=True)
             worker.start()
             try:
-                yield from _cut_at_stop(streamer, settings.stop)
+                for piece in cut_at_stop(streamer, settings.stop):
+                    text += piece
+                    yield piece
             finally:
                 cancelled.set()
                 worker.join()
         if errors:
             raise errors[0]
+        generated = len(self.tokenizer.encode(text, add_special_tokens=False))
+        return ("length" if generated >= settings.max_new_tokens else "stop"), len(input_ids), generated
 
     def generate(
         self,
@@ -200,24 +207,3 @@ class _Cancelled(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
-def _cut_at_stop(pieces: Iterator[str], stops: tuple[str, ...]) -> Iterator[str]:
-    """Pass pieces through, holding back just enough text to cut a stop string that spans pieces."""
-    if not stops:
-        yield from pieces
-        return
-    hold = max(len(stop) for stop in stops)
-    pending = ""
-    for piece in pieces:
-        pending += piece
-        cut = min((pending.find(stop) for stop in stops if stop in pending), default=-1)
-        if cut >= 0:
-            if pending[:cut]:
-                yield pending[:cut]
-            return
-        if len(pending) > hold:
-            yield pending[:-hold]
-            pending = pending[-hold:]
-    if pending:
-        yield pending

@@ -10,10 +10,9 @@ from typing import Any
 
 import gradio as gr
 
-from ingest.pipeline import IngestOptions
 from ingest.report import IngestReport
-from rag_app.retrieval import SEARCH_MODES
-from rag_app.ui.chat import Answers, ChatDefaults, make_respond
+from rag_app.config import AgentSettings, IngestOptions
+from rag_app.ui.chat import Answers, make_respond, ui_knobs
 from rag_app.ui.export import conversation_turns, to_json, to_markdown, write_export
 from rag_app.ui.indexes import IndexCatalog, progress_bar, run_ingest, save_uploads
 from rag_app.ui.render import Message, client_safe
@@ -29,20 +28,16 @@ class UIOptions:
 
     concurrency: int = 2
     allowed_roots: AllowedRoots = field(default_factory=lambda: AllowedRoots([]))
-    defaults: ChatDefaults = field(default_factory=ChatDefaults)
+    defaults: AgentSettings = field(default_factory=AgentSettings)
     max_upload_mb: float = 50.0
 
 
-def settings_inputs(defaults: ChatDefaults) -> list[gr.components.Component]:
-    """Sampling and retrieval settings; Gradio keeps their values per browser session."""
+def settings_inputs(defaults: AgentSettings) -> list[gr.components.Component]:
+    """One control per UI knob of the settings (rag_app.config); Gradio keeps their values per browser session."""
     return [
-        gr.Slider(0.0, 1.5, value=defaults.temperature, step=0.05, label="Temperature (0 = greedy)"),
-        gr.Slider(0.05, 1.0, value=defaults.top_p, step=0.05, label="Top-p"),
-        gr.Slider(0, 200, value=defaults.top_k, step=1, label="Top-k (0 = off)"),
-        gr.Slider(4, 1024, value=defaults.max_new_tokens, step=4, label="Max new tokens"),
-        gr.Slider(1, 12, value=defaults.k, step=1, label="Passages to retrieve"),
-        gr.Radio(list(SEARCH_MODES), value=defaults.mode, label="Search mode"),
-        gr.Slider(0, 3, value=defaults.max_steps, step=1, label="Agent steps (extra searches or reads)"),
+        gr.Radio(list(knob.choices), value=value, label=knob.label) if knob.choices
+        else gr.Slider(knob.low, knob.high, value=value, step=knob.step, label=knob.label)
+        for _, knob, value, _ in ui_knobs(defaults)
     ]
 
 
@@ -58,9 +53,7 @@ def _report_markdown(report: IngestReport) -> str:
 
 def _ingest_events(catalog: IndexCatalog, index: str | None, paths: Sequence[Path],
                    options: IngestOptions) -> Iterator[IngestOutput]:
-    folder = catalog.path(index)
-    agent = catalog.agent(index)
-    for progress, report in run_ingest(paths, folder, agent, options):
+    for progress, report in run_ingest(paths, catalog.index(index), options):
         if report is None:
             yield progress_bar(progress), gr.skip(), gr.skip(), gr.skip()
         else:
@@ -68,99 +61,116 @@ def _ingest_events(catalog: IndexCatalog, index: str | None, paths: Sequence[Pat
             yield done, _report_markdown(report), client_safe(report.to_dict()), catalog.stats_markdown(index)
 
 
-def build_app(catalog: IndexCatalog, options: UIOptions | None = None) -> gr.Blocks:
-    """The whole UI over an index catalogue; models are shared, history and settings are per session."""
-    options = options or UIOptions()
-    ingest_options = IngestOptions(max_file_mb=options.max_upload_mb)
+class Handlers:
+    """What the UI's buttons do, over one catalogue; every call is stateless apart from the session's inputs."""
 
-    def refresh_indexes(index: str | None) -> tuple[Any, str]:
-        names = catalog.names()
-        chosen = index if index in names else catalog.default_name
-        return gr.Dropdown(choices=names, value=chosen), catalog.stats_markdown(chosen)
+    def __init__(self, catalog: IndexCatalog, options: UIOptions) -> None:
+        self.catalog = catalog
+        self.options = options
+        self.ingest_options = IngestOptions(max_file_mb=options.max_upload_mb)
 
-    def ingest_uploads(files: list[str] | None, index: str | None) -> Iterator[IngestOutput]:
+    def refresh_indexes(self, index: str | None) -> tuple[Any, str]:
+        names = self.catalog.names()
+        chosen = index if index in names else self.catalog.default_name
+        return gr.Dropdown(choices=names, value=chosen), self.catalog.stats_markdown(chosen)
+
+    def ingest_uploads(self, files: list[str] | None, index: str | None) -> Iterator[IngestOutput]:
         if not files:
             raise gr.Error("choose one or more files to upload first")
         try:
-            saved = save_uploads(files, catalog.path(index))
-            yield from _ingest_events(catalog, index, saved, ingest_options)
+            saved = save_uploads(files, self.catalog.path(index))
+            yield from _ingest_events(self.catalog, index, saved, self.ingest_options)
         except gr.Error:
             raise
         except Exception as error:
             raise gr.Error(f"ingest failed: {error}") from error
 
-    def ingest_folder(folder: str, index: str | None) -> Iterator[IngestOutput]:
+    def ingest_folder(self, folder: str, index: str | None) -> Iterator[IngestOutput]:
         try:
-            checked = options.allowed_roots.check(folder or "")
-            yield from _ingest_events(catalog, index, [checked], ingest_options)
+            checked = self.options.allowed_roots.check(folder or "")
+            yield from _ingest_events(self.catalog, index, [checked], self.ingest_options)
         except Exception as error:
             raise gr.Error(str(error)) from error
 
-    def export_markdown(history: list[Message], answers: Answers, index: str | None) -> str:
-        name = index or catalog.default_name
-        return write_export(to_markdown(conversation_turns(history or [], answers or {}), name), ".md")
+    def export_markdown(self, history: list[Message], answers: Answers, index: str | None) -> str:
+        turns = conversation_turns(history or [], answers or {})
+        return write_export(to_markdown(turns, index or self.catalog.default_name), ".md")
 
-    def export_json(history: list[Message], answers: Answers, index: str | None) -> str:
-        name = index or catalog.default_name
-        return write_export(to_json(conversation_turns(history or [], answers or {}), name), ".json")
+    def export_json(self, history: list[Message], answers: Answers, index: str | None) -> str:
+        turns = conversation_turns(history or [], answers or {})
+        return write_export(to_json(turns, index or self.catalog.default_name), ".json")
 
+
+def _documents_column(catalog: IndexCatalog, options: UIOptions,
+                      handlers: Handlers) -> tuple[gr.Dropdown, gr.Markdown]:
+    """The index picker with its stats, and ingestion of uploads or allowed server folders."""
+    index = gr.Dropdown(catalog.names(), value=catalog.default_name, label="Index", elem_id="index-picker")
+    stats = gr.Markdown(catalog.stats_markdown(catalog.default_name), elem_id="index-stats")
+    refresh = gr.Button("Refresh indexes", size="sm")
+    with gr.Accordion("Add documents", open=True):
+        uploads = gr.File(file_count="multiple", type="filepath", label="Upload files", elem_id="upload-files")
+        ingest_button = gr.Button("Ingest uploaded files", variant="primary", elem_id="ingest-uploads")
+        if options.allowed_roots:
+            folder = gr.Textbox(label=f"Server folder (inside {options.allowed_roots.describe()})",
+                                elem_id="server-folder")
+            folder_button = gr.Button("Ingest server folder", elem_id="ingest-folder")
+        progress = gr.HTML("", elem_id="ingest-progress-box")
+        report_text = gr.Markdown("", elem_id="ingest-report")
+        with gr.Accordion("Ingestion report (JSON)", open=False):
+            report_json = gr.JSON(label="Ingestion report")
+    outputs = [progress, report_text, report_json, stats]
+    ingest_button.click(handlers.ingest_uploads, [uploads, index], outputs, api_name="ingest_uploads",
+                        concurrency_limit=1, concurrency_id="ingest")
+    if options.allowed_roots:
+        folder_button.click(handlers.ingest_folder, [folder, index], outputs, api_name="ingest_folder",
+                            concurrency_limit=1, concurrency_id="ingest")
+    refresh.click(handlers.refresh_indexes, [index], [index, stats], api_name="indexes")
+    index.change(catalog.stats_markdown, [index], [stats], api_visibility="private")
+    return index, stats
+
+
+def _chat_column(catalog: IndexCatalog, options: UIOptions, handlers: Handlers, index: gr.Dropdown) -> None:
+    """The chat (endpoint `/chat`) with its settings, context meter and export buttons."""
+    answers = gr.State({})
+    context = gr.Markdown("", label="Context meter", elem_id="context-meter")
+    answer_json = gr.JSON(visible=False, label="Last answer")
+    with gr.Accordion("Settings", open=False):
+        inputs = settings_inputs(options.defaults)
+    chat = gr.ChatInterface(
+        make_respond(catalog, options.defaults),
+        chatbot=gr.Chatbot(elem_id="chatbot", height=560, sanitize_html=True, label="Chat"),
+        textbox=gr.Textbox(elem_id="chat-input", placeholder="Ask a question about your documents",
+                           show_label=False, scale=7),
+        additional_inputs=[*inputs, index, answers],
+        additional_outputs=[context, answer_json, answers],
+        api_name="chat",
+        api_description="Ask a question (other inputs are optional); returns the messages, the context "
+                        "meter and the full answer with sources. The session keeps the conversation.",
+        concurrency_limit=options.concurrency,
+        fill_height=False,
+    )
+    with gr.Row():
+        markdown_button = gr.Button("Export Markdown", size="sm", elem_id="export-md")
+        json_button = gr.Button("Export JSON", size="sm", elem_id="export-json")
+    exported = gr.File(label="Exported conversation", interactive=False, elem_id="export-file")
+    conversation = [chat.chatbot_state, answers, index]
+    markdown_button.click(handlers.export_markdown, conversation, [exported], api_name="export_markdown")
+    json_button.click(handlers.export_json, conversation, [exported], api_name="export_json")
+    chat.chatbot.clear(lambda: "", None, [context], api_visibility="private")
+
+
+def build_app(catalog: IndexCatalog, options: UIOptions | None = None) -> gr.Blocks:
+    """The whole UI over an index catalogue; models are shared, history and settings are per session."""
+    options = options or UIOptions()
+    handlers = Handlers(catalog, options)
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f"## {TITLE}")
-        answers = gr.State({})
         with gr.Row():
             with gr.Column(scale=1):
-                index = gr.Dropdown(catalog.names(), value=catalog.default_name, label="Index",
-                                    elem_id="index-picker")
-                stats = gr.Markdown(catalog.stats_markdown(catalog.default_name), elem_id="index-stats")
-                refresh = gr.Button("Refresh indexes", size="sm")
-                with gr.Accordion("Add documents", open=True):
-                    uploads = gr.File(file_count="multiple", type="filepath", label="Upload files",
-                                      elem_id="upload-files")
-                    ingest_button = gr.Button("Ingest uploaded files", variant="primary", elem_id="ingest-uploads")
-                    if options.allowed_roots:
-                        folder = gr.Textbox(label=f"Server folder (inside {options.allowed_roots.describe()})",
-                                            elem_id="server-folder")
-                        folder_button = gr.Button("Ingest server folder", elem_id="ingest-folder")
-                    progress = gr.HTML("", elem_id="ingest-progress-box")
-                    report_text = gr.Markdown("", elem_id="ingest-report")
-                    with gr.Accordion("Ingestion report (JSON)", open=False):
-                        report_json = gr.JSON(label="Ingestion report")
-
+                index, stats = _documents_column(catalog, options, handlers)
             with gr.Column(scale=3):
-                context = gr.Markdown("", label="Context meter", elem_id="context-meter")
-                answer_json = gr.JSON(visible=False, label="Last answer")
-                with gr.Accordion("Settings", open=False):
-                    inputs = settings_inputs(options.defaults)
-                chat = gr.ChatInterface(
-                    make_respond(catalog, options.defaults),
-                    chatbot=gr.Chatbot(elem_id="chatbot", height=560, sanitize_html=True, label="Chat"),
-                    textbox=gr.Textbox(elem_id="chat-input", placeholder="Ask a question about your documents",
-                                       show_label=False, scale=7),
-                    additional_inputs=[*inputs, index, answers],
-                    additional_outputs=[context, answer_json, answers],
-                    api_name="chat",
-                    api_description="Ask a question (other inputs are optional); returns the messages, the context "
-                                    "meter and the full answer with sources. The session keeps the conversation.",
-                    concurrency_limit=options.concurrency,
-                    fill_height=False,
-                )
-                with gr.Row():
-                    markdown_button = gr.Button("Export Markdown", size="sm", elem_id="export-md")
-                    json_button = gr.Button("Export JSON", size="sm", elem_id="export-json")
-                exported = gr.File(label="Exported conversation", interactive=False, elem_id="export-file")
-        ingest_outputs = [progress, report_text, report_json, stats]
-        ingest_button.click(ingest_uploads, [uploads, index], ingest_outputs, api_name="ingest_uploads",
-                            concurrency_limit=1, concurrency_id="ingest")
-        if options.allowed_roots:
-            folder_button.click(ingest_folder, [folder, index], ingest_outputs, api_name="ingest_folder",
-                                concurrency_limit=1, concurrency_id="ingest")
-        refresh.click(refresh_indexes, [index], [index, stats], api_name="indexes")
-        index.change(catalog.stats_markdown, [index], [stats], api_visibility="private")
-        app.load(refresh_indexes, [index], [index, stats], api_visibility="private")
-        conversation = [chat.chatbot_state, answers, index]
-        markdown_button.click(export_markdown, conversation, [exported], api_name="export_markdown")
-        json_button.click(export_json, conversation, [exported], api_name="export_json")
-        chat.chatbot.clear(lambda: "", None, [context], api_visibility="private")
+                _chat_column(catalog, options, handlers, index)
+        app.load(handlers.refresh_indexes, [index], [index, stats], api_visibility="private")
     return app
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from rag_app.agent import AgentSettings
-from rag_app.config import GenerationSettings
-from rag_app.retrieval import SEARCH_MODES
+from rag_app.config import AgentSettings, Knob, knobs
 from rag_app.ui.indexes import IndexCatalog
 from rag_app.ui.render import (
     Message,
@@ -28,60 +26,58 @@ Answers = dict[str, dict[str, Any]]
 ChatOutput = tuple[list[Message], Any, Any, Any]
 
 
-@dataclass(frozen=True)
-class ChatDefaults:
-    """The settings a new session starts with (and that an API call gets for the inputs it leaves out)."""
-
-    temperature: float = GenerationSettings.temperature
-    top_p: float = GenerationSettings.top_p
-    top_k: int = GenerationSettings.top_k
-    max_new_tokens: int = GenerationSettings.max_new_tokens
-    k: int = AgentSettings.k
-    mode: str = AgentSettings.mode
-    max_steps: int = AgentSettings.max_steps
+def ui_knobs(defaults: AgentSettings) -> list[tuple[str, Knob, Any, type]]:
+    """The settings the UI offers (name, knob, starting value, type), in the order of its controls and of
+    `respond`'s inputs."""
+    return [item for item in knobs(defaults) if item[1].ui]
 
 
-def make_respond(catalog: IndexCatalog, defaults: ChatDefaults) -> Callable[..., Iterator[ChatOutput]]:
-    """A ChatInterface function over the catalogue's agents; all state it touches is the session's own."""
+def chat_inputs(defaults: AgentSettings, index: str | None = None, answers: Answers | None = None,
+                **overrides: Any) -> list[Any]:
+    """The additional inputs `respond` takes after (message, history), for callers other than Gradio."""
+    values = defaults.with_overrides(**overrides).values()
+    return [*(values[name] for name, *_ in ui_knobs(defaults)), index, answers]
 
-    def respond(
-        message: str,
-        history: list[Message],
-        temperature: float = defaults.temperature,
-        top_p: float = defaults.top_p,
-        top_k: int = defaults.top_k,
-        max_new_tokens: int = defaults.max_new_tokens,
-        k: int = defaults.k,
-        mode: str = defaults.mode,
-        max_steps: int = defaults.max_steps,
-        index: str | None = None,
-        answers: Answers | None = None,
-    ) -> Iterator[ChatOutput]:
+
+def make_respond(catalog: IndexCatalog, defaults: AgentSettings) -> Callable[..., Iterator[ChatOutput]]:
+    """A ChatInterface function over the catalogue's agents; all state it touches is the session's own.
+
+    Its inputs after (message, history) are the values of `ui_knobs(defaults)`, the index name and the
+    session's answers."""
+    offered = ui_knobs(defaults)
+
+    def respond(message: str, history: list[Message], *inputs: Any) -> Iterator[ChatOutput]:
+        *values, index, answers = inputs
         answers = answers if answers is not None else {}
-        if mode not in SEARCH_MODES:
-            raise gr.Error(f"unknown search mode {mode!r}; choose one of {list(SEARCH_MODES)}")
-        try:
-            agent = catalog.agent(index)
-        except Exception as error:  # a missing or damaged index: say so in the chat
-            raise gr.Error(str(error)) from error
+        overrides = {name: kind(value) for (name, _, _, kind), value in zip(offered, values, strict=True)}
         replayed = agent_history(history or [])
+        try:
+            response = catalog.agent(index).stream(message, replayed, **overrides)
+        except Exception as error:  # a missing or damaged index, or a bad setting: say so in the chat
+            raise gr.Error(str(error)) from error
         shown: list[Message] = []
         partial = ""
-        for event in agent.stream(
-            message, replayed, temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
-            max_new_tokens=int(max_new_tokens), k=int(k), mode=mode, max_steps=int(max_steps),
-        ):
+        for event in response:
             if event.kind == "step" and event.step is not None:
                 shown.append(render_step(event.step))
                 yield shown, gr.skip(), gr.skip(), gr.skip()
-            elif event.kind == "token":
+            else:
                 partial += event.text
                 yield [*shown, {"role": "assistant", "content": escape(partial)}], gr.skip(), gr.skip(), gr.skip()
-            elif event.answer is not None:
-                turn_id = uuid.uuid4().hex
-                details = {**event.answer.to_dict(), "index": index or catalog.default_name, "history": replayed}
-                answers[turn_id] = details
-                final = [*shown, render_answer(event.answer), render_sources(event.answer, turn_id)]
-                yield final, meter(event.answer), client_safe(details), answers
+        answer = response.answer
+        turn_id = uuid.uuid4().hex
+        details = {**answer.to_dict(), "index": index or catalog.default_name, "history": replayed}
+        answers[turn_id] = details
+        final = [*shown, render_answer(answer), render_sources(answer, turn_id)]
+        yield final, meter(answer), client_safe(details), answers
 
+    # Named parameters (Gradio reads the signature): API clients may pass any knob by name, e.g. max_new_tokens=8.
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    respond.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter("message", keyword, annotation=str),
+        inspect.Parameter("history", keyword, annotation=list),
+        *(inspect.Parameter(name, keyword, default=value, annotation=kind) for name, _, value, kind in offered),
+        inspect.Parameter("index", keyword, default=None),
+        inspect.Parameter("answers", keyword, default=None),
+    ])
     return respond

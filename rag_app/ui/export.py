@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag_app.ui.render import Message, answer_text, is_thought, message_text, unescape
+from rag_app.prompt import message_text
+from rag_app.ui.render import Message, answer_text, is_thought, unescape
 
 
 def conversation_turns(history: Sequence[Message], answers: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -17,8 +18,9 @@ def conversation_turns(history: Sequence[Message], answers: Mapping[str, dict[st
     turns: list[dict[str, Any]] = []
     for message in history:
         metadata = message.get("metadata") or {}
+        text = message_text(message.get("content"))
         if message.get("role") == "user":
-            turns.append({"question": message_text(message).strip(), "answer": "", "details": None, "steps": []})
+            turns.append({"question": text.strip(), "answer": "", "details": None, "steps": []})
         elif not turns:
             continue
         elif is_thought(message):
@@ -26,7 +28,7 @@ def conversation_turns(history: Sequence[Message], answers: Mapping[str, dict[st
             if details is not None:
                 turns[-1]["details"] = details
             else:
-                turns[-1]["steps"].append({"title": metadata.get("title"), "content": unescape(message_text(message))})
+                turns[-1]["steps"].append({"title": metadata.get("title"), "content": unescape(text)})
         else:
             turns[-1]["answer"] = answer_text(message)
     return turns
@@ -46,11 +48,7 @@ def to_markdown(turns: Sequence[dict[str, Any]], index: str) -> str:
         if sources:
             lines += ["**Sources**", ""]
             for source in sources:
-                where = source["path"]
-                if source.get("page") is not None:
-                    where += f", p. {source['page']}"
-                if source.get("start_line") is not None:
-                    where += f", lines {source['start_line']}-{source.get('end_line') or source['start_line']}"
+                where = source["location"]
                 quoted = source["text"].strip().replace("\n", "\n   > ")
                 lines += [f"{source['number']}. {where} (score {source['score']:.3f})", f"   > {quoted}", ""]
         if details.get("context_window"):

@@ -6,15 +6,16 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty, Queue
 from typing import Any
 
-from ingest.pipeline import IngestOptions, ingest
+from ingest.pipeline import ingest
 from ingest.report import IngestProgress, IngestReport
-from rag_app.agent import AgentSettings, RagAgent
-from rag_app.index.store import STORE_NAME, IndexStore
+from rag_app.agent import RagAgent
+from rag_app.config import AgentSettings, IngestOptions, ModelSettings
+from rag_app.index import Index
+from rag_app.models.registry import shared_llm
 
 UPLOADS_FOLDER = "uploads"
 
@@ -23,24 +24,16 @@ class UnknownIndexError(ValueError):
     """An index name that is not in the catalogue (never a path: clients cannot point the app at folders)."""
 
 
-@dataclass(frozen=True)
-class ModelChoice:
-    """The models every agent of the app uses (None: the index's own embedder / the default LLM)."""
-
-    embedder: str | None = None
-    llm: str | None = None
-    device: str | None = None
-
-
 class IndexCatalog:
-    """Index names → folders, and one shared agent per index (models are loaded once per process)."""
+    """Index names → folders, one shared open Index per folder and one agent over it (models load once)."""
 
-    def __init__(self, root: Path, default: Path, models: ModelChoice | None = None,
+    def __init__(self, root: Path, default: Path, models: ModelSettings | None = None,
                  settings: AgentSettings | None = None) -> None:
         self.root = Path(root).resolve()
         self.default = Path(default).resolve()
-        self.models = models or ModelChoice()
+        self.models = models or ModelSettings()
         self.settings = settings
+        self._indexes: dict[Path, Index] = {}
         self._agents: dict[Path, RagAgent] = {}
         self._lock = threading.Lock()
 
@@ -52,8 +45,7 @@ class IndexCatalog:
         """Every index by name: the folders under the root that hold an index, and the app's own index."""
         found = {}
         if self.root.is_dir():
-            found = {folder.name: folder.resolve() for folder in sorted(self.root.iterdir())
-                     if (folder / STORE_NAME).exists()}
+            found = {folder.name: folder.resolve() for folder in sorted(self.root.iterdir()) if Index.exists(folder)}
         found[self.default_name] = self.default
         return found
 
@@ -68,23 +60,29 @@ class IndexCatalog:
             raise UnknownIndexError(f"there is no index named {name!r}; choose one of {sorted(folders)}")
         return folders[name]
 
-    def agent(self, name: str | None) -> RagAgent:
-        """The agent over index `name`, opened on first use and shared by every session."""
+    def index(self, name: str | None) -> Index:
+        """Index `name` with its embedder, opened on first use and shared by every session (no LLM loaded)."""
         folder = self.path(name)
         with self._lock:
+            if folder not in self._indexes:
+                self._indexes[folder] = Index.open(folder, self.models.embedder, self.models.device)
+            return self._indexes[folder]
+
+    def agent(self, name: str | None) -> RagAgent:
+        """The agent over index `name`, made on first use and shared by every session."""
+        index = self.index(name)
+        with self._lock:
+            folder = Path(index.location)
             if folder not in self._agents:
-                self._agents[folder] = RagAgent.load(
-                    folder, embedder=self.models.embedder, llm=self.models.llm, device=self.models.device,
-                    settings=self.settings,
-                )
+                llm = shared_llm(self.models.llm, self.models.device, self.models.context_window)
+                self._agents[folder] = RagAgent(index, llm, self.settings)
             return self._agents[folder]
 
     def stats_markdown(self, name: str | None) -> str:
         """Files, chunks, embedder and last update of index `name`, as Markdown."""
         try:
             folder = self.path(name)
-            with IndexStore.open(folder) as store:
-                stats = store.stats()
+            stats = self.index(name).stats()
         except Exception as error:  # shown to the user; the app keeps running
             return f"**Index unavailable:** {error}"
         updated = stats.get("updated_at")
@@ -118,14 +116,15 @@ def progress_bar(progress: IngestProgress | None) -> str:
             f"{eta_text}")
 
 
-def run_ingest(paths: Sequence[Path], index_folder: Path, agent: RagAgent,
+def run_ingest(paths: Sequence[Path], index: Index,
                options: IngestOptions) -> Iterator[tuple[IngestProgress | None, IngestReport | None]]:
-    """Ingest on a worker thread, yielding progress events as they come and then the report."""
+    """Ingest into `index` (with its embedder: no LLM is loaded) on a worker thread, yielding progress events
+    as they come and then the report."""
     events: Queue[tuple[str, Any]] = Queue()
 
     def work() -> None:
         try:
-            report = ingest(list(paths), index_folder, agent.embedder, options,
+            report = ingest(list(paths), index.location, index.embedder, options,
                             progress=lambda event: events.put(("progress", event)))
             events.put(("done", report))
         except Exception as error:  # re-raised in the caller's thread below

@@ -7,7 +7,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from rag_app.types import Answer, Source, Step
+from rag_app.prompt import message_text
+from rag_app.types import Answer, Hit, Step
 
 Message = dict[str, Any]
 SOURCES_TITLE = "📚 Sources"
@@ -26,15 +27,7 @@ def unescape(text: str) -> str:
     return html.unescape(_ESCAPED_SPECIALS.sub(r"\1", text.replace("  \n", "\n")))
 
 
-def message_text(message: Message) -> str:
-    """A message's content as one string (Gradio may hand content back as a list of parts)."""
-    content = message.get("content")
-    if isinstance(content, list):
-        return " ".join(str(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content)
-    return str(content or "")
-
-
-def highlight(source: Source) -> str:
+def highlight(source: Hit) -> str:
     """The passage, escaped, with its supporting sentences in bold."""
     text = escape(source.text)
     for sentence in source.evidence:
@@ -52,9 +45,9 @@ def render_answer(answer: Answer) -> Message:
     return {"role": "assistant", "content": text}
 
 
-def _render_source(source: Source) -> str:
+def _render_source(source: Hit) -> str:
     quoted = highlight(source).replace("  \n", "  \n> ")
-    return (f"**[{source.number}] {escape(source.chunk.location)}** · score {source.score:.3f}"
+    return (f"**[{source.number}] {escape(source.chunk.label())}** · score {source.score:.3f}"
             f" · relevance {source.relevance:.2f}\n\n> {quoted}")
 
 
@@ -95,7 +88,7 @@ def is_thought(message: Message) -> bool:
 
 def answer_text(message: Message) -> str:
     """What the model said in an answer message, without the UI's escaping and notes."""
-    return unescape(message_text(message).split(UNCITED_NOTE, 1)[0]).strip()
+    return unescape(message_text(message.get("content")).split(UNCITED_NOTE, 1)[0]).strip()
 
 
 def agent_history(history: Sequence[Message]) -> list[dict[str, str]]:
@@ -105,7 +98,7 @@ def agent_history(history: Sequence[Message]) -> list[dict[str, str]]:
         role = message.get("role")
         if is_thought(message) or role not in ("user", "assistant"):
             continue
-        text = message_text(message).strip() if role == "user" else answer_text(message)
+        text = message_text(message.get("content")).strip() if role == "user" else answer_text(message)
         if text:
             turns.append({"role": role, "content": text})
     return turns

@@ -1,0 +1,90 @@
+"""The chat-model seam: what the agent, the prompt budget, the UI and the LangChain adapter need from an LLM,
+whichever backend runs it, and the `Completion` a request returns (iterate to stream; then read its outcome)."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from typing import Any, Protocol
+
+from rag_app.config import GenerationSettings
+from rag_app.models.tokens import Messages, TokenCounter
+
+# What a backend's piece generator returns when it ends: finish reason, prompt tokens, completion tokens.
+Outcome = tuple[str, int, int]
+
+
+class Completion:
+    """A reply being generated. Iterating yields text pieces; afterwards `text`, `finish_reason` ("stop",
+    "length" or "tool_calls"), `prompt_tokens` and `completion_tokens` hold the outcome. `close()` (or leaving
+    the loop early) cancels the generation."""
+
+    def __init__(self, pieces: Generator[str, None, Outcome | None]) -> None:
+        self._pieces = pieces
+        self.text = ""
+        self.finish_reason = ""
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.done = False
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            while True:
+                try:
+                    piece = next(self._pieces)
+                except StopIteration as end:
+                    if end.value is not None:
+                        self.finish_reason, self.prompt_tokens, self.completion_tokens = end.value
+                    self.done = True
+                    return
+                self.text += piece
+                yield piece
+        finally:
+            if not self.done:
+                self.close()
+
+    def close(self) -> None:
+        self._pieces.close()
+
+
+class ChatLLM(Protocol):
+    """A chat model behind any backend. `concurrent` backends take many requests at once; others queue them."""
+
+    name: str
+    backend: str
+    context_window: int
+    window_estimated: bool
+    tokens: TokenCounter
+    native_tools: bool
+    concurrent: bool
+
+    def stream(self, messages: Messages, settings: GenerationSettings | None = None,
+               tools: list[dict[str, Any]] | None = None) -> Completion: ...
+
+    def generate(self, messages: Messages, settings: GenerationSettings | None = None,
+                 tools: list[dict[str, Any]] | None = None) -> str: ...
+
+
+def supports_native_tools(chat_template: str | None) -> bool:
+    """Whether a chat template renders a `tools` list (then the model gets native tool calls)."""
+    return bool(chat_template) and "tools" in chat_template
+
+
+def cut_at_stop(pieces: Iterator[str], stops: tuple[str, ...]) -> Iterator[str]:
+    """Pass pieces through, holding back just enough text to cut a stop string that spans pieces."""
+    if not stops:
+        yield from pieces
+        return
+    hold = max(len(stop) for stop in stops)
+    pending = ""
+    for piece in pieces:
+        pending += piece
+        cut = min((pending.find(stop) for stop in stops if stop in pending), default=-1)
+        if cut >= 0:
+            if pending[:cut]:
+                yield pending[:cut]
+            return
+        if len(pending) > hold:
+            yield pending[:-hold]
+            pending = pending[-hold:]
+    if pending:
+        yield pending
