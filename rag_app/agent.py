@@ -8,11 +8,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from rag_app.citations import evidence_sentences, verify_citations
+from rag_app.answering import Composer
+from rag_app.attribution import render
+from rag_app.citations import evidence_sentences
 from rag_app.config import AgentSettings, GenerationSettings, ModelSettings
 from rag_app.followup import condense_deterministic, condense_with_llm
 from rag_app.index import Index
 from rag_app.language import is_cjk
+from rag_app.models.actions import ActionRecords
 from rag_app.models.chat import ChatLLM
 from rag_app.models.registry import shared_llm
 from rag_app.prompt import QUESTION_SHARE, BuiltPrompt, PromptBuilder, clip_middle, clip_tokens
@@ -67,13 +70,16 @@ class Response:
 
 
 class RagAgent:
-    """Answers questions from one index with an LLM, citing the passages it retrieved."""
+    """Answers questions from one index with an LLM, citing the passages it retrieved. `actions` remembers how
+    often the model gives a valid ReAct action (in memory unless given; `load` uses the installation's record)."""
 
-    def __init__(self, index: Index, llm: ChatLLM, settings: AgentSettings | None = None) -> None:
+    def __init__(self, index: Index, llm: ChatLLM, settings: AgentSettings | None = None,
+                 actions: ActionRecords | None = None) -> None:
         self.index = index
         self.llm = llm
         self.retriever = Retriever(index)
         self.settings = settings or AgentSettings()
+        self.actions = actions or ActionRecords()
 
     @classmethod
     def load(
@@ -89,7 +95,8 @@ class RagAgent:
         """Open an index with the embedded defaults unless told otherwise (arguments, then RAG_APP_* variables)."""
         models = ModelSettings.from_env(llm=llm, device=device, context_window=context_window)
         opened = index if isinstance(index, Index) else Index.open(index, embedder, models.device)
-        return cls(opened, shared_llm(models.llm, models.device, models.context_window), settings)
+        llm_loaded = shared_llm(models.llm, models.device, models.context_window)
+        return cls(opened, llm_loaded, settings, ActionRecords.shared())
 
     # ---- the public faces ----------------------------------------------------------------------------------
 
@@ -127,14 +134,15 @@ class RagAgent:
             return
         clip = partial(clip_tokens, self.llm.tokens, limit=READ_TOKENS)
         tools = ToolBox(self.retriever, settings.search, hits, clip=clip)
-        for step in run(self.llm, tools, query, settings.max_steps, settings.generation.seed, steps):
+        for step in run(self.llm, tools, query, settings.max_steps, settings.generation.seed, steps, self.actions):
             yield AgentEvent("step", step=step)
         generation = self._answer_generation(settings)
         built = self.answer_prompt(question, tools.hits, history, generation)
-        completion = self.llm.stream(built.messages, generation)
-        for piece in completion:
+        meaning = self.retriever.calibration(question).cosine
+        composer = Composer(settings.answer_mode, question, built.passages, self.index.embedder, meaning)
+        for piece in composer.stream(self.llm, built.messages, generation):
             yield AgentEvent("token", text=piece)
-        yield self._finish(query, completion.text, built, tools.hits, steps)
+        yield self._finish(query, composer, built, tools.hits, steps)
 
     def _answer_generation(self, settings: AgentSettings) -> GenerationSettings:
         """The sampling settings, with max_new_tokens capped at half the window so the prompt has room."""
@@ -153,15 +161,21 @@ class RagAgent:
         built.question_truncated = built.question_truncated or cut
         return built
 
-    def _finish(self, query: str, raw: str, built: BuiltPrompt, hits: list[Hit], steps: list[Step]) -> Answer:
+    def _finish(self, query: str, composer: Composer, built: BuiltPrompt, hits: list[Hit],
+                steps: list[Step]) -> Answer:
+        """The Answer: the composed sentences (citations only to passages the model was shown), the sources
+        with their evidence, and what the window held."""
         shown = {hit.number for hit in built.passages}
         used = [hit for hit in hits if hit.number in shown]
-        text, cited = verify_citations(raw, sorted(shown))
-        used, evidence = evidence_sentences(query, used, self.index.embedder)
+        meaning = self.retriever.calibration(query).cosine
+        used, evidence = evidence_sentences(query, used, self.index.embedder, meaning)
+        composed = composer.result
         return Answer(
-            text=text, sources=used, steps=steps, dropped_turns=built.dropped_turns,
-            prompt_tokens=built.tokens, context_window=self.llm.context_window,
-            evidence=evidence, cited=bool(cited), query=query, question_truncated=built.question_truncated,
+            text=render(composed.sentences), sources=used, sentences=composed.sentences, mode=composed.mode,
+            notice=composed.notice, generated=composed.generated, steps=steps, dropped_turns=built.dropped_turns,
+            prompt_tokens=built.tokens, context_window=self.llm.context_window, evidence=evidence,
+            cited=any(sentence.citations for sentence in composed.sentences), query=query,
+            question_truncated=built.question_truncated,
         )
 
     def _abstain(self, question: str, query: str, steps: list[Step]) -> Iterator[AgentEvent | Answer]:

@@ -1,43 +1,34 @@
-"""Citations checked against what was retrieved, and the evidence sentences that support an answer."""
+"""Citation markers, and the statements of passages that best answer a question (evidence and extractive answers)."""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from rag_app.index.lexical import tokenize
 from rag_app.language import split_sentences
 from rag_app.models.embedder import Embedder
 from rag_app.types import Hit
 
-_CITATION = re.compile(r"[\[［【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]］】]")
+CITATION = re.compile(r"[\[［【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]］】]")
 _SEPARATOR = re.compile(r"\s*[,，、]\s*")
 _LIST_MARKER = re.compile(r"^(?:[-*+>]|\d+[.)])\s+")
 _QUESTION_MARK = re.compile(r"[?？]")
 _TABLE_HEADER = re.compile(r"^\|.*\|[ \t]*\n\|[\s:|-]+\|[ \t]*$", re.MULTILINE)
-MIN_COSINE = 0.45
 COSINE_WEIGHT = 0.25
 
 
-def verify_citations(text: str, allowed: Sequence[int]) -> tuple[str, list[int]]:
-    """Remove every `[n]` whose n is not an allowed passage number; return the text and the numbers kept.
+def cited_numbers(text: str) -> tuple[int, ...]:
+    """The passage numbers a text cites, in order of first mention."""
+    numbers = (int(part) for match in CITATION.finditer(text) for part in _SEPARATOR.split(match.group(1)))
+    return tuple(dict.fromkeys(numbers))
 
-    Groups like `[1, 9]`, `[1，9]` or `【1】` are understood; kept groups are written as `[1]` or `[1, 2]`.
-    """
-    valid = set(allowed)
-    kept: list[int] = []
 
-    def replace(match: re.Match[str]) -> str:
-        numbers = [int(part) for part in _SEPARATOR.split(match.group(1))]
-        good = list(dict.fromkeys(number for number in numbers if number in valid))
-        kept.extend(number for number in good if number not in kept)
-        return "[" + ", ".join(str(number) for number in good) + "]" if good else ""
-
-    cleaned = _CITATION.sub(replace, text)
-    cleaned = re.sub(r"[ \t]+([.,;:!?。，；])", r"\1", cleaned)
-    return re.sub(r"[ \t]{2,}", " ", cleaned).strip(), kept
+def strip_citations(text: str) -> str:
+    """The text without its citation markers (and the spaces before them)."""
+    return " ".join(re.sub(rf"\s*{CITATION.pattern}", "", text).split())
 
 
 def statement(sentence: str) -> str | None:
@@ -49,52 +40,64 @@ def statement(sentence: str) -> str | None:
     return text if len(tokenize(text)) >= 2 else None
 
 
-def evidence_sentences(
-    question: str,
-    sources: Sequence[Hit],
-    embedder: Embedder | None = None,
-    limit: int = 3,
-    per_source: int = 2,
-) -> tuple[list[Hit], list[str]]:
-    """The hits, each with its own best sentences as `evidence`, and the statements of the top three passages
-    that best support an answer to the question.
+@dataclass(frozen=True)
+class Statement:
+    """A sentence of a passage, scored for how well it answers a question."""
+
+    score: float
+    position: int
+    text: str
+
+
+def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | None = None,
+                    meaning_cosine: float = 1.01, depth: int = 3) -> list[Statement]:
+    """The statements of the top `depth` passages that best answer the question, best first.
 
     Headings, questions (asked or quoted) and table header rows are skipped. A candidate must say something the
-    question does not (a term outside it) and share a key term with the question or, with an embedder, be close
-    to it in meaning (cosine at least MIN_COSINE). Score: the length-weighted share of the question's terms it
-    contains, plus COSINE_WEIGHT times its cosine to the question when an embedder is given.
+    question does not (a term outside it) and share a term with the question or, with an embedder, be close to
+    it in meaning (cosine at least `meaning_cosine`, the embedder's own relevance threshold). Score: the share of
+    the question's terms it contains, each weighted by how rare it is among the candidates (a term every
+    sentence shares says nothing about which one answers), plus COSINE_WEIGHT times its cosine to the question.
     """
     terms = set(tokenize(question))
-    weight = {term: math.sqrt(len(term)) for term in terms}
-    total = sum(weight.values())
-    candidates: list[tuple[int, str, float]] = []
-    for position, source in enumerate(sources[:3]):
-        for sentence in split_sentences(_TABLE_HEADER.sub("", source.text)):
+    candidates: list[tuple[int, str, set[str]]] = []
+    for position, hit in enumerate(hits[:depth]):
+        for sentence in split_sentences(_TABLE_HEADER.sub("", hit.text)):
             text = statement(sentence)
-            if text is None:
-                continue
-            words = set(tokenize(text))
-            if not words - terms:
-                continue
-            coverage = sum(weight[term] for term in terms & words) / total if total else 0.0
-            candidates.append((position, text, coverage))
+            words = set(tokenize(text)) if text else set()
+            if text is not None and words - terms:
+                candidates.append((position, text, words))
     if not candidates:
-        return [replace(source, evidence=()) for source in sources], []
+        return []
+    frequency = {term: sum(term in words for _, _, words in candidates) for term in terms}
+    weight = {term: math.log1p(len(candidates) / count) for term, count in frequency.items() if count}
+    total = sum(weight.values())
     cosines = [0.0] * len(candidates)
     if embedder is not None:
         vectors = embedder.embed_documents([text for _, text, _ in candidates])
         cosines = [float(value) for value in vectors @ embedder.embed_query(question)]
-    scored = [
-        (coverage + COSINE_WEIGHT * cosine, position, text)
-        for (position, text, coverage), cosine in zip(candidates, cosines, strict=True)
-        if coverage > 0 or cosine >= MIN_COSINE
-    ]
-    scored.sort(key=lambda item: (-item[0], item[1]))
+    scored = []
+    for (position, text, words), cosine in zip(candidates, cosines, strict=True):
+        coverage = sum(weight.get(term, 0.0) for term in terms & words) / total if total else 0.0
+        if coverage > 0 or cosine >= meaning_cosine:
+            scored.append(Statement(coverage + COSINE_WEIGHT * cosine, position, text))
+    return sorted(scored, key=lambda item: (-item.score, item.position))
+
+
+def evidence_sentences(
+    question: str,
+    sources: Sequence[Hit],
+    embedder: Embedder | None = None,
+    meaning_cosine: float = 1.01,
+    limit: int = 3,
+    per_source: int = 2,
+) -> tuple[list[Hit], list[str]]:
+    """The hits, each with its own best statements as `evidence`, and the `limit` best statements overall."""
     chosen: list[str] = []
     evidence: list[list[str]] = [[] for _ in sources]
-    for _, position, text in scored:
-        if len(evidence[position]) < per_source and text not in chosen:
-            evidence[position].append(text)
-            chosen.append(text)
+    for found in rank_statements(question, sources, embedder, meaning_cosine):
+        if len(evidence[found.position]) < per_source and found.text not in chosen:
+            evidence[found.position].append(found.text)
+            chosen.append(found.text)
     hits = [replace(source, evidence=tuple(found)) for source, found in zip(sources, evidence, strict=True)]
     return hits, chosen[:limit]

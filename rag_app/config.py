@@ -7,6 +7,7 @@ each key to the (nested) settings that own it.
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Iterator
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
@@ -29,6 +30,8 @@ SearchMode = Literal["hybrid", "dense", "lexical"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "lexical")
 FusionMethod = Literal["rrf", "weighted"]
 FUSION_METHODS: tuple[FusionMethod, ...] = ("rrf", "weighted")
+AnswerMode = Literal["auto", "generative", "extractive"]
+ANSWER_MODES: tuple[AnswerMode, ...] = ("auto", "generative", "extractive")
 RRF_K = 1  # tuned on SciFact train (docs/retrieval.md): 0.7236 nDCG@10 against 0.7046 at the usual 60
 
 
@@ -112,6 +115,18 @@ def knobs(node: Any) -> Iterator[tuple[str, Knob, Any, type]]:
             yield item.name, item.metadata["knob"], value, kind
 
 
+def add_knob_flags(parser: argparse.ArgumentParser, settings: Any) -> list[str]:
+    """One command-line flag per knob of a settings tree (`-k`, `--max-new-tokens`, ...); returns the knob names
+    (each flag's value lands under its knob's name, None when not given)."""
+    names = []
+    for name, knob, value, kind in knobs(settings):
+        flag = f"-{name}" if len(name) == 1 else "--" + name.replace("_", "-")
+        parser.add_argument(flag, dest=name, type=kind, choices=knob.choices or None,
+                            help=f"{knob.help or knob.label} (default: {value})")
+        names.append(name)
+    return names
+
+
 @dataclass(frozen=True)
 class GenerationSettings(SettingsTree):
     """Sampling. `temperature == 0` is greedy decoding (top_p/top_k then unused); `top_k == 0` and `top_p == 1`
@@ -181,11 +196,17 @@ class AgentSettings(SettingsTree):
     search: SearchOptions = field(default_factory=SearchOptions)
     max_steps: int = setting(1, "Agent steps (extra searches or reads)", "ReAct decisions before answering",
                              low=0, high=3, step=1)
+    answer_mode: AnswerMode = setting(
+        "auto", "Answer mode", "generative: the model's words, unsupported sentences marked; extractive: the "
+        "passages' own sentences; auto: the model's words while every sentence is supported, else the passages'",
+        choices=ANSWER_MODES)
     condense: Literal["deterministic", "llm"] = "deterministic"
 
     def __post_init__(self) -> None:
         if self.max_steps < 0:
             raise ValueError(f"max_steps={self.max_steps}: use 0 to skip the ReAct decisions, or a positive cap")
+        if self.answer_mode not in ANSWER_MODES:
+            raise ValueError(f"unknown answer mode {self.answer_mode!r}: choose one of {', '.join(ANSWER_MODES)}")
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ class BeirCorpus:
         return {qid: text for qid, text in self.queries.items() if any(self.qrels.get(qid, {}).values())}
 
 
-def _read_jsonl(path: Path) -> Iterable[dict]:
+def read_jsonl(path: Path) -> Iterable[dict]:
     with path.open(encoding="utf-8") as stream:
         for number, line in enumerate(stream, start=1):
             if line.strip():
@@ -70,12 +70,12 @@ def load_beir(folder: Path, split: str) -> BeirCorpus:
             raise ValueError(f"{path} is missing: --corpus needs a BEIR folder with corpus.jsonl, queries.jsonl "
                              f"and qrels/{split}.tsv{hint}")
     documents = {}
-    for record in _read_jsonl(needed[0]):
+    for record in read_jsonl(needed[0]):
         if "_id" not in record:
             raise ValueError(f"{needed[0]}: a document has no `_id`: every line needs _id, title and text")
         title, text = (record.get("title") or "").strip(), (record.get("text") or "").strip()
         documents[str(record["_id"])] = f"{title}\n\n{text}" if title else text
-    queries = {str(record["_id"]): str(record["text"]) for record in _read_jsonl(needed[1])}
+    queries = {str(record["_id"]): str(record["text"]) for record in read_jsonl(needed[1])}
     qrels: dict[str, dict[str, int]] = {}
     with needed[2].open(encoding="utf-8") as stream:
         for number, line in enumerate(stream, start=1):
@@ -199,7 +199,7 @@ def evaluate(retriever: Retriever, corpus: BeirCorpus, names: Mapping[str, str],
 def abstention(retriever: Retriever, questions_file: Path, options: SearchOptions) -> dict[str, float | int]:
     """False-answer rate (unanswerable judged relevant) and false-abstain rate (answerable judged not)."""
     counts = {True: [0, 0], False: [0, 0]}  # answerable -> [questions, answered]
-    for record in _read_jsonl(Path(questions_file).expanduser()):
+    for record in read_jsonl(Path(questions_file).expanduser()):
         if "text" not in record or "answerable" not in record:
             raise ValueError(f"{questions_file}: every line needs `text` and `answerable` (true or false)")
         answered = retriever.is_relevant(retriever.search(record["text"], options), options)
@@ -251,7 +251,8 @@ def open_or_build(corpus: BeirCorpus, location: Path, embedder: str | None, devi
 def build_parser() -> argparse.ArgumentParser:
     defaults = SearchOptions()
     parser = argparse.ArgumentParser(prog="rag-eval", description="Retrieval quality and latency on a BEIR-format "
-                                     "corpus (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv).")
+                                     "corpus (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv); with --answers, whole "
+                                     "answers through the agent (rag-eval --answers --help).")
     parser.add_argument("--corpus", type=Path, action="append", required=True,
                         help="BEIR folder; repeat to search several corpora in one index")
     parser.add_argument("--split", default="test", help="qrels file to score against (default: %(default)s)")
@@ -280,9 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run rag-eval; exit 0 on success, 2 on bad input."""
+    """Run rag-eval (or, with --answers, rag_app.answer_eval); exit 0 on success, 2 on bad input."""
     from rag_app.index import IndexError_
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--answers" in argv:
+        from rag_app.answer_eval import main as answers_main
+
+        return answers_main(argv)
     args = build_parser().parse_args(argv)
     modes = [mode.strip() for mode in (args.modes or args.mode).split(",") if mode.strip()]
     unknown = [mode for mode in modes if mode not in SEARCH_MODES]

@@ -19,6 +19,8 @@ CJK_SENTENCE_ENDS = "。！？；…｡．"
 CLOSERS = "\"'”’」』）)\\]"
 SENTENCE_END = re.compile(rf"[{CJK_SENTENCE_ENDS}]+[{CLOSERS}]*|[.!?]+[{CLOSERS}]*(?=\s)")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?。！？；;])\s+|(?<=[。！？；])|\n+")
+_LIST_MARKER = re.compile(r"(?:\d{1,3}|[a-zA-Z])[.)]|[-*+•]")
+_MARKER_AFTER_COLON = re.compile(r"[:：]\s+((?:\d{1,3}|[a-zA-Z])[.)])$")
 
 
 def is_cjk(text: str) -> bool:
@@ -36,5 +38,36 @@ def cjk_share(texts: Iterable[str]) -> float:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of English or Chinese text (ends: . ! ? ; 。 ！ ？ ； and line breaks)."""
-    return [sentence.strip() for sentence in _SENTENCE_SPLIT.split(text) if sentence and sentence.strip()]
+    """Sentences of English or Chinese text (ends: . ! ? ; 。 ！ ？ ； and line breaks); a list marker such as
+    "1." stays with the item it opens."""
+    sentences: list[str] = []
+    for piece in _SENTENCE_SPLIT.split(text):
+        piece = piece.strip() if piece else ""
+        if not piece:
+            continue
+        if sentences and _LIST_MARKER.fullmatch(sentences[-1]):
+            sentences[-1] = f"{sentences[-1]} {piece}"
+            continue
+        opening = _MARKER_AFTER_COLON.search(piece)
+        if opening:
+            sentences += [piece[: opening.start() + 1], opening.group(1)]
+        else:
+            sentences.append(piece)
+    return sentences
+
+
+def complete_sentences(text: str) -> tuple[list[str], str]:
+    """The sentences of a growing text that are complete (a sentence end or line break follows them), and the
+    rest, which may still grow."""
+    cuts = [match.end() for match in _SENTENCE_SPLIT.finditer(text)]
+    if not cuts:
+        return [], text
+    sentences = split_sentences(text[: cuts[-1]])
+    if sentences and _LIST_MARKER.fullmatch(sentences[-1]):
+        return sentences[:-1], sentences[-1] + " " + text[cuts[-1]:]
+    return sentences, text[cuts[-1]:]
+
+
+def ends_cjk_sentence(text: str) -> bool:
+    """Whether a sentence ends with a CJK full stop (CJK sentences are joined without a space)."""
+    return bool(text) and text.rstrip()[-1:] in CJK_SENTENCE_ENDS

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from rag_app.config import GenerationSettings, SearchOptions
+from rag_app.models.actions import ActionRecords
 from rag_app.models.chat import ChatLLM
 from rag_app.prompt import QUESTION_SHARE, PromptBuilder, clip_middle, clip_tokens
 from rag_app.retrieval import Retriever
@@ -179,11 +180,12 @@ class ToolBox:
         return observation(self.found, self.passage_text)
 
     def read_source(self, number: int, radius: int = 1) -> str:
-        """Passage `number` widened with up to `radius` chunks either side of it in its file (the wider text
-        replaces the passage)."""
+        """Passage `number` widened with up to `radius` chunks either side of it on its page (the wider text
+        replaces the passage; a page boundary ends it, so that it keeps one place)."""
         for position, hit in enumerate(self.hits):
             if hit.number == number:
-                around = self.retriever.index.neighbours(hit.chunk, radius)
+                around = [chunk for chunk in self.retriever.index.neighbours(hit.chunk, radius)
+                          if chunk.page == hit.chunk.page]
                 if around:
                     chunk = replace(hit.chunk, text="\n".join(chunk.text for chunk in around),
                                     start_line=around[0].start_line, end_line=around[-1].end_line)
@@ -229,13 +231,20 @@ def decide(llm: ChatLLM, query: str, hits: Sequence[Hit], seed: int | None) -> s
 
 
 def run(llm: ChatLLM, tools: ToolBox, query: str, max_steps: int, seed: int | None,
-        steps: list[Step]) -> Iterator[Step]:
+        steps: list[Step], records: ActionRecords) -> Iterator[Step]:
     """Let the model search again or read around a passage, at most `max_steps` decisions; each step taken is
-    appended to `steps` and yielded."""
+    appended to `steps` and yielded, and each decision counted in `records` (a model that cannot act is not
+    asked at all)."""
+    record = records.get(llm.name)
+    if max_steps and not record.can_act:
+        yield _note(steps, f"answering from the first search: {llm.name} gave a valid action in {record.valid} of "
+                           f"{record.decisions} decision steps, so it is not asked for one")
+        return
     taken: set[tuple[str, str]] = set()
     for _ in range(max_steps):
         reply = decide(llm, query, tools.hits, seed)
         action = parse_action(reply)
+        records.add(llm.name, action is not None)
         if action is None:
             yield _note(steps, "the model gave no valid action; answering from the passages found",
                         reply.strip()[:200])

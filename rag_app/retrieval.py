@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
 
+from rag_app.calibration import Calibrations, RelevanceCalibration, relevance
 from rag_app.config import SearchOptions
 from rag_app.index import Index, Query
 from rag_app.index.backend import SearchRequest
@@ -24,41 +25,6 @@ from rag_app.types import Chunk, Hit
 NEAR_DUPLICATE_COSINE = 0.98
 RELEVANCE_DEPTH = 10
 Stage = Callable[[list[Hit], Query], list[Hit]]
-
-
-@dataclass(frozen=True)
-class RelevanceCalibration:
-    """The dense cosine and the IDF-weighted term coverage that each, alone, make a passage relevant."""
-
-    cosine: float
-    coverage: float
-
-
-# Chosen to minimise false-answer + false-abstain rates on bench/data (docs/retrieval.md), with the lexical
-# tokenizer snowball-words+cjk-bigrams-2. all-MiniLM-L6-v2 is English-only, so for Chinese queries neither
-# signal separates well. Other embedders use these values until they are measured.
-CALIBRATION: dict[tuple[str, bool], RelevanceCalibration] = {
-    ("all-MiniLM-L6-v2", False): RelevanceCalibration(cosine=0.52, coverage=0.60),
-    ("all-MiniLM-L6-v2", True): RelevanceCalibration(cosine=0.60, coverage=0.45),
-}
-
-
-def calibration_for(embedder_name: str, query: str) -> RelevanceCalibration:
-    """The thresholds for this embedder and the query's script (CJK or not)."""
-    cjk = is_cjk(query)
-    return CALIBRATION.get((embedder_name, cjk), CALIBRATION[("all-MiniLM-L6-v2", cjk)])
-
-
-def _scaled(value: float, threshold: float) -> float:
-    """Piecewise-linear map of [0, threshold, 1] onto [0, 0.5, 1]."""
-    if value < threshold:
-        return 0.5 * max(value, 0.0) / threshold
-    return 0.5 + 0.5 * min((value - threshold) / max(1.0 - threshold, 1e-9), 1.0)
-
-
-def relevance(cosine: float, coverage: float, calibration: RelevanceCalibration) -> float:
-    """A passage's relevance in [0, 1]: 0.5 (the default `min_relevance`) where either signal meets its threshold."""
-    return max(_scaled(cosine, calibration.cosine), _scaled(coverage, calibration.coverage))
 
 
 def term_coverage(query_terms: Sequence[str], text: str, idf: Mapping[str, float] | None = None) -> float:
@@ -125,13 +91,18 @@ def keep_best(hits: list[Hit], query: Query, k: int) -> list[Hit]:
     return hits[:k]
 
 
+def adjacent(first: Chunk, second: Chunk) -> bool:
+    """Neighbouring chunks of one file on one page: they can be read as one passage with one place (a PDF's line
+    numbers restart on every page, so a passage that crossed pages would have no single line range)."""
+    return first.path == second.path and first.page == second.page and abs(first.ordinal - second.ordinal) == 1
+
+
 def merge_neighbours(hits: list[Hit], query: Query) -> list[Hit]:
-    """Join hits that are adjacent chunks of one file into one passage, in file order, at the better one's place."""
+    """Join hits that are adjacent chunks of one page into one passage, in file order, at the better one's place."""
     merged: list[Hit] = []
     for hit in hits:
         chunk = hit.chunk
-        position = next((i for i, kept in enumerate(merged) if kept.chunk.path == chunk.path
-                         and abs(kept.chunk.ordinal - chunk.ordinal) == 1), None)
+        position = next((i for i, kept in enumerate(merged) if adjacent(kept.chunk, chunk)), None)
         if position is None:
             merged.append(hit)
             continue
@@ -171,6 +142,11 @@ class Retriever:
     def __init__(self, index: Index, reranker: Reranker | None = None) -> None:
         self.index = index
         self.reranker = reranker
+        self.calibrations = Calibrations(index)
+
+    def calibration(self, question: str) -> RelevanceCalibration:
+        """The relevance thresholds for this index's embedder and the question's language."""
+        return self.calibrations.for_question(is_cjk(question))
 
     def search(self, text: str, options: SearchOptions | None = None) -> list[Hit]:
         """The best `k` passages for the query, most relevant first, each with a relevance in [0, 1]."""
@@ -183,8 +159,7 @@ class Retriever:
         idf = inverse_document_frequencies(found.document_frequencies, found.chunk_count)
         stages: list[Stage] = [
             partial(drop_near_duplicates, vectors=found.vectors, limit=depth),
-            partial(score_relevance, vectors=found.vectors, idf=idf,
-                    calibration=calibration_for(self.index.embedder.name, text)),
+            partial(score_relevance, vectors=found.vectors, idf=idf, calibration=self.calibration(text)),
             *([self.reranker.rerank] if self.reranker is not None else []),
             partial(keep_best, k=options.k),
             *([merge_neighbours] if options.merge_neighbours else []),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Literal
 
 
 def content_hash(text: str) -> str:
@@ -86,12 +86,34 @@ class Step:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class AnswerSentence:
+    """One sentence of an answer and the passages that support it (`citations`, best first). `checked` is False
+    for a sentence that states nothing to check ("Yes.", "See below:"); `evidence` is the sentence of the first
+    cited passage that best matches it."""
+
+    text: str
+    citations: tuple[int, ...] = ()
+    supported: bool = False
+    support: float = 0.0
+    evidence: str = ""
+    checked: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "citations": list(self.citations)}
+
+
 @dataclass
 class Answer:
-    """What the agent returns for one question."""
+    """What the agent returns for one question. `mode` says who wrote `text`: the model ("generative") or the
+    passages themselves ("extractive"); `notice` says why, when the model's answer was replaced or cut."""
 
     text: str
     sources: list[Hit] = field(default_factory=list)
+    sentences: list[AnswerSentence] = field(default_factory=list)
+    mode: Literal["generative", "extractive"] = "generative"
+    notice: str = ""
+    generated: str = ""
     steps: list[Step] = field(default_factory=list)
     dropped_turns: int = 0
     prompt_tokens: int = 0
@@ -106,6 +128,10 @@ class Answer:
         return {
             "text": self.text,
             "sources": [source.to_dict() for source in self.sources],
+            "sentences": [sentence.to_dict() for sentence in self.sentences],
+            "mode": self.mode,
+            "notice": self.notice,
+            "generated": self.generated,
             "steps": [step.to_dict() for step in self.steps],
             "dropped_turns": self.dropped_turns,
             "prompt_tokens": self.prompt_tokens,

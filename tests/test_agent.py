@@ -195,7 +195,7 @@ def test_max_new_tokens_is_capped_at_half_the_window(store, embedder, llm):
 
 
 def test_an_answer_without_citations_is_flagged_and_carries_evidence(store, embedder, llm):
-    agent, _ = make_agent(store, embedder, llm, max_steps=0, max_new_tokens=1)
+    agent, _ = make_agent(store, embedder, llm, max_steps=0, max_new_tokens=1, answer_mode="generative")
     answer = agent.ask(FACT_QUESTION)
     assert "[" not in answer.text and not answer.cited
     assert answer.evidence and "Tuesday" in answer.evidence[0]
@@ -222,3 +222,24 @@ def test_bad_input_is_refused_with_advice(store, embedder, llm):
         AgentSettings(max_steps=-1)
     with pytest.raises(ValueError, match="invalid generation setting"):
         agent.ask(FACT_QUESTION, top_p=2.0)
+
+
+def test_a_model_that_never_acts_stops_being_asked_and_one_that_acts_keeps_its_steps(store, embedder, llm, tmp_path):
+    from rag_app.models.actions import MIN_DECISIONS, ActionRecords
+
+    records = ActionRecords(tmp_path / "actions.json")
+    mute, scripted = make_agent(store, embedder, llm, ["I think the fountain is nice."] * 50, max_steps=1)
+    mute.actions = records
+    for _ in range(MIN_DECISIONS):
+        mute.ask(FACT_QUESTION)
+    assert len(scripted.decisions) == MIN_DECISIONS
+    answer = mute.ask(FACT_QUESTION)
+    assert len(scripted.decisions) == MIN_DECISIONS, "a model that never acts was asked again"
+    assert "is not asked for one" in answer.steps[-1].content and answer.sources
+    assert ActionRecords(tmp_path / "actions.json").get(llm.name).decisions == MIN_DECISIONS  # remembered
+
+    acting, decisive = make_agent(store, embedder, llm, ["Final Answer"] * 50, max_steps=1)
+    acting.actions = ActionRecords()
+    for _ in range(MIN_DECISIONS + 2):
+        acting.ask(FACT_QUESTION)
+    assert len(decisive.decisions) == MIN_DECISIONS + 2

@@ -10,12 +10,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Lowest first. A module may import its own layer and the layers below it, never one above.
 LAYERS = [
-    ("base", ["rag_app", "rag_app.config", "rag_app.types", "rag_app.language"]),
+    ("base", ["rag_app", "rag_app.config", "rag_app.types", "rag_app.language", "rag_app.atomic"]),
     ("models", ["rag_app.models"]),
     ("index", ["rag_app.index"]),
-    ("retrieval", ["rag_app.retrieval", "rag_app.rerank"]),
+    ("retrieval", ["rag_app.retrieval", "rag_app.rerank", "rag_app.calibration"]),
     ("engine", ["rag_app.agent", "rag_app.react", "rag_app.prompt", "rag_app.citations", "rag_app.followup",
-                "rag_app.evaluation", "ingest"]),
+                "rag_app.attribution", "rag_app.answering", "rag_app.evaluation", "rag_app.answer_eval", "ingest"]),
     ("faces", ["rag_app.cli", "rag_app.ui", "rag_app.integrations", "app"]),
 ]
 # What the faces may use of the index: the Index and its errors, never a backend's insides.

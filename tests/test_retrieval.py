@@ -169,3 +169,67 @@ def test_a_missing_reranker_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises((ValueError, OSError), match="reranker|not found|does not appear|exist"):
         CrossEncoderReranker(str(tmp_path / "no-such-model"), device="cpu")
+
+
+# ---- each leg earns its place in hybrid search ---------------------------------------------------------------
+
+LEGS = {
+    "crate.txt": "Stock record XQ-7731-B: one blue crate, lined with straw and stamped with the supplier's seal; the "
+                 "loading crew checks it twice before the lorry leaves.",
+    "box.txt": "Part number XQ-7713-A ships in a red box from the southern warehouse.",
+    "pallet.txt": "Part number ZR-1177-C ships on a wooden pallet from the eastern depot.",
+    "tray.txt": "Part number KL-4410-D ships on a plastic tray from the western yard.",
+    "benz.txt": "Karl Benz built the earliest automobile, a three-wheeled motor wagon, in 1885.",
+    "bicycle.txt": "The first bicycle race on record was held in a Paris park; the winner created a stir.",
+    "train.txt": "The first passenger railway carried people who created their own timetables.",
+}
+
+
+@pytest.fixture(scope="module")
+def legs(tmp_path_factory, embedder) -> Retriever:
+    from rag_app.index import Index
+    from tests.facts import ingest_files
+
+    return Retriever(Index.open(ingest_files(tmp_path_factory, "legs", LEGS, embedder), embedder))
+
+
+def top(retriever: Retriever, query: str, mode: str, k: int = 3) -> list[str]:
+    return names(retriever.search(query, SearchOptions(k=k, mode=mode, merge_neighbours=False)))
+
+
+def test_a_rare_identifier_is_found_by_the_lexical_leg_and_by_hybrid(legs: Retriever) -> None:
+    query = "Where does part XQ-7731-B ship from?"
+    assert top(legs, query, "lexical")[0] == "crate.txt"
+    assert "crate.txt" not in top(legs, query, "dense"), "the dense leg alone must miss it for this test to count"
+    assert "crate.txt" in top(legs, query, "hybrid")
+
+
+def test_a_paraphrase_is_found_by_the_dense_leg_and_by_hybrid(legs: Retriever) -> None:
+    query = "Who created the first car?"
+    assert "benz.txt" not in top(legs, query, "lexical", k=7), "the lexical leg alone must miss it for this test"
+    assert top(legs, query, "dense")[0] == "benz.txt"
+    assert "benz.txt" in top(legs, query, "hybrid")
+
+
+def test_merged_passages_never_cross_a_pdf_page(tmp_path_factory, embedder) -> None:
+    """Page 1 ends and page 2 begins with a line about the zeppelin: the two neighbouring chunks are found together
+    but stay two passages, each with its own page and a line range that runs forwards."""
+    from ingest.pipeline import ingest
+    from rag_app.config import ChunkingSettings, IngestOptions
+    from rag_app.index import Index
+    from tests.fixtures_files import write_pdf
+
+    folder = tmp_path_factory.mktemp("two_pages")
+    first_page = [f"Harbour crane {n} lifts containers of copper ore onto the freighter." for n in range(11)]
+    second_page = [f"Dock gantry {n} moves pallets of copper wire into the warehouse." for n in range(11)]
+    write_pdf(folder / "book.pdf", [[*first_page, "The zeppelin mast stands at the end of the pier."],
+                                    ["A zeppelin moored at the mast at dawn.", *second_page]])
+    location = tmp_path_factory.mktemp("two_pages_index") / "index"
+    assert ingest([folder], location, embedder, IngestOptions(chunking=ChunkingSettings(max_tokens=64,
+                                                                                       overlap_tokens=0))).ok
+    with Index.open(location, embedder) as index:
+        hits = Retriever(index).search("zeppelin mast", SearchOptions(k=2, mode="lexical"))
+    assert sorted(hit.chunk.page for hit in hits) == [1, 2]
+    for hit in hits:
+        assert hit.chunk.start_line <= hit.chunk.end_line, hit.chunk.label()
+        assert ("Harbour" in hit.text) != ("Dock gantry" in hit.text), "a passage crossed the page break"

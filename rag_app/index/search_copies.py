@@ -17,9 +17,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from rag_app.atomic import write_atomically
 from rag_app.index.backend import ChunkerSignature
 from rag_app.index.lexical import TOKENIZER_VERSION, LexicalIndex, tokenize
-from rag_app.index.manifest import write_atomically
 from rag_app.index.sqlite_store import SQLiteStore
 from rag_app.index.vectors import build_vector_index
 

@@ -15,6 +15,7 @@ from ingest.report import IngestProgress, IngestReport
 from rag_app.agent import RagAgent
 from rag_app.config import AgentSettings, IngestOptions, ModelSettings
 from rag_app.index import Index
+from rag_app.models.actions import ActionRecords
 from rag_app.models.registry import shared_llm
 
 UPLOADS_FOLDER = "uploads"
@@ -75,7 +76,7 @@ class IndexCatalog:
             folder = Path(index.location)
             if folder not in self._agents:
                 llm = shared_llm(self.models.llm, self.models.device, self.models.context_window)
-                self._agents[folder] = RagAgent(index, llm, self.settings)
+                self._agents[folder] = RagAgent(index, llm, self.settings, ActionRecords.shared())
             return self._agents[folder]
 
     def stats_markdown(self, name: str | None) -> str:

@@ -7,12 +7,18 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from rag_app.attribution import render, separator
 from rag_app.prompt import message_text
-from rag_app.types import Answer, Hit, Step
+from rag_app.types import Answer, AnswerSentence, Hit, Step
 
 Message = dict[str, Any]
 SOURCES_TITLE = "📚 Sources"
-UNCITED_NOTE = "\n\n*This answer cites no passage: check it against the sources below.*"
+# Notes under an answer start a quote block; an escaped answer cannot contain one (its line breaks are "  \n").
+NOTE_START = "\n\n> "
+UNCITED_NOTE = "This answer cites no passage: check it against the sources below."
+UNSUPPORTED_MARK = "⚠️"
+UNSUPPORTED_NOTE = f"{UNSUPPORTED_MARK} marks a sentence that no passage supports: check it before you rely on it."
+_UNSUPPORTED = re.compile(rf"{UNSUPPORTED_MARK} _((?:\\.|[^_\\])*)_")
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]()#!|~${}])")
 _ESCAPED_SPECIALS = re.compile(r"\\([\\`*_\[\]()#!|~${}])")
 
@@ -27,26 +33,41 @@ def unescape(text: str) -> str:
     return html.unescape(_ESCAPED_SPECIALS.sub(r"\1", text.replace("  \n", "\n")))
 
 
-def highlight(source: Hit) -> str:
-    """The passage, escaped, with its supporting sentences in bold."""
+def highlight(source: Hit, supporting: Sequence[str] = ()) -> str:
+    """The passage, escaped, with the sentences that support the answer (and its evidence) in bold."""
     text = escape(source.text)
-    for sentence in source.evidence:
+    for sentence in dict.fromkeys([*supporting, *source.evidence]):
         escaped = escape(sentence)
-        if escaped and escaped in text:
+        if escaped and escaped in text and f"**{escaped}**" not in text:
             text = text.replace(escaped, f"**{escaped}**", 1)
     return text
 
 
+def _sentence(sentence: AnswerSentence) -> str:
+    """One answer sentence, escaped; one that no passage supports is marked and set in italics."""
+    text = escape(render([sentence]))
+    return text if sentence.supported else f"{UNSUPPORTED_MARK} _{text}_"
+
+
 def render_answer(answer: Answer) -> Message:
-    """The answer text, with a warning when it cites none of the passages it was given."""
-    text = escape(answer.text)
+    """The answer, sentence by sentence (unsupported ones marked), with notes: why it is the passages' own words,
+    which sentences nothing supports, or that it cites nothing."""
+    if answer.sentences:
+        text = ""
+        for sentence in answer.sentences:
+            text += separator(text) + _sentence(sentence)
+    else:
+        text = escape(answer.text)
+    notes = [escape(answer.notice)] if answer.notice else []
+    if any(not sentence.supported for sentence in answer.sentences):
+        notes.append(UNSUPPORTED_NOTE)
     if not answer.abstained and not answer.cited and answer.sources:
-        text += UNCITED_NOTE
-    return {"role": "assistant", "content": text}
+        notes.append(UNCITED_NOTE)
+    return {"role": "assistant", "content": text + "".join(f"{NOTE_START}{note}" for note in notes)}
 
 
-def _render_source(source: Hit) -> str:
-    quoted = highlight(source).replace("  \n", "  \n> ")
+def _render_source(source: Hit, supporting: Sequence[str]) -> str:
+    quoted = highlight(source, supporting).replace("  \n", "  \n> ")
     return (f"**[{source.number}] {escape(source.chunk.label())}** · score {source.score:.3f}"
             f" · relevance {source.relevance:.2f}\n\n> {quoted}")
 
@@ -54,7 +75,9 @@ def _render_source(source: Hit) -> str:
 def render_sources(answer: Answer, turn_id: str) -> Message:
     """The answer's numbered sources in a collapsible block, shown open: location, score, evidence in bold."""
     if answer.sources:
-        body = "\n\n".join(_render_source(source) for source in answer.sources)
+        body = "\n\n".join(_render_source(source, [sentence.evidence for sentence in answer.sentences
+                                                      if sentence.citations[:1] == (source.number,)])
+                           for source in answer.sources)
         title = f"{SOURCES_TITLE} ({len(answer.sources)})"
     else:
         body = "No passage of this index was relevant enough to answer from."
@@ -87,8 +110,9 @@ def is_thought(message: Message) -> bool:
 
 
 def answer_text(message: Message) -> str:
-    """What the model said in an answer message, without the UI's escaping and notes."""
-    return unescape(message_text(message.get("content")).split(UNCITED_NOTE, 1)[0]).strip()
+    """What an answer message said, without the UI's escaping, marks and notes."""
+    body = message_text(message.get("content")).split(NOTE_START, 1)[0]
+    return unescape(_UNSUPPORTED.sub(r"\1", body)).strip()
 
 
 def agent_history(history: Sequence[Message]) -> list[dict[str, str]]:

