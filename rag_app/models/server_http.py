@@ -46,16 +46,16 @@ def server_root(base_url: str) -> str:
     return base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
 
 
-def http_client(api_key: str, timeout: float, connect_timeout: float) -> httpx.Client:
-    """A plain HTTP client for the endpoints outside the OpenAI API (model lists, /tokenize, /props)."""
-    return httpx.Client(timeout=httpx.Timeout(timeout, connect=connect_timeout),
-                        headers={"Authorization": f"Bearer {api_key}"})
-
-
-def openai_client(base_url: str, api_key: str, timeout: float, connect_timeout: float) -> openai.OpenAI:
-    """The OpenAI client, without its own retries (ours retry only before the first output)."""
-    return openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0,
-                         timeout=openai.Timeout(timeout, connect=connect_timeout))
+def connect(base_url: str, api_key: str | None, timeout: float, connect_timeout: float,
+            http_timeout: float) -> tuple[str, openai.OpenAI, httpx.Client]:
+    """The normalised base URL, an OpenAI client for it (without its own retries: ours retry only until a
+    request is accepted) and a plain HTTP client for the endpoints outside the OpenAI API (/models, /tokenize)."""
+    url, key = normalise_base_url(base_url), api_key or DEFAULT_API_KEY
+    client = openai.OpenAI(base_url=url, api_key=key, max_retries=0,
+                           timeout=openai.Timeout(timeout, connect=connect_timeout))
+    http = httpx.Client(timeout=httpx.Timeout(http_timeout, connect=connect_timeout),
+                        headers={"Authorization": f"Bearer {key}"})
+    return url, client, http
 
 
 def status_of(error: BaseException) -> int | None:

@@ -28,13 +28,16 @@ class ServerInfo:
 
     @property
     def root_url(self) -> str:
+        """The server's root, where the endpoints outside /v1 live."""
         return server_root(self.base_url)
 
     @property
     def ids(self) -> list[str]:
+        """The served model ids."""
         return [str(entry.get("id")) for entry in self.entries]
 
     def entry(self, model: str) -> dict[str, Any]:
+        """The /v1/models entry of `model` ({} when it is not listed)."""
         return next((entry for entry in self.entries if entry.get("id") == model), {})
 
 
