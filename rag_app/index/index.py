@@ -60,7 +60,7 @@ class Index:
 
     @classmethod
     def open(cls, location: Path | str, embedder: EmbedderChoice = None, device: str = "auto") -> Index:
-        """Open an index for reading with the embedder it was built with; refuse another one by name."""
+        """Open an index for reading with the embedder it was built with; refuse another one (by name or dimension)."""
         backend = LocalBackend.open(location)
         meta = backend.meta()
         recorded, requested = meta.get("embedder"), _name_of(embedder)
