@@ -22,15 +22,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--allowed-root", action="append", type=Path, default=[], metavar="FOLDER",
                         help="a server folder users may ingest from (repeatable; none: server folders are off)")
     parser.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload accepted (default: 50)")
-    parser.add_argument("--concurrency", type=int, default=2, help="answers generated at once (default: 2)")
+    parser.add_argument("--concurrency", type=int, help="answers generated at once (default: 2 in process, 8 "
+                        "with --llm-url, where the server schedules them)")
     parser.add_argument("--queue-size", type=int, default=64, help="requests waiting at most (default: 64)")
     parser.add_argument("--max-new-tokens", type=int, default=GenerationSettings.max_new_tokens,
                         help="a new session's answer length (default: %(default)s)")
     parser.add_argument("--embedder", help="embedder model id or folder (default: the index's own)")
     parser.add_argument("--llm", help="LLM model id, folder or .gguf file (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--device", help="auto, cpu or cuda")
+    parser.add_argument("--llm-url", help="answer with the model of an OpenAI-compatible server at this base URL "
+                        "(.../v1; env RAG_APP_LLM_URL, key in RAG_APP_LLM_API_KEY); --llm names its model")
+    parser.add_argument("--embedder-url", help="embed through an OpenAI-compatible server at this base URL "
+                        "(.../v1; env RAG_APP_EMBEDDER_URL); --embedder names its model")
     args = parser.parse_args(argv)
-    if args.concurrency < 1 or args.max_upload_mb <= 0 or args.max_new_tokens < 1:
+    if (args.concurrency or 1) < 1 or args.max_upload_mb <= 0 or args.max_new_tokens < 1:
         parser.error("--concurrency, --max-upload-mb and --max-new-tokens must be positive")
     return args
 
@@ -46,18 +51,21 @@ def main() -> None:
         raise SystemExit(f"app.py: {error}") from None
     from ingest.samples import ensure_index
     from rag_app.index import IndexError_
+    from rag_app.models.registry import embedder_choice
+    from rag_app.models.server_http import ServerError
     from rag_app.ui.app import UIOptions, build_app, launch
     from rag_app.ui.indexes import IndexCatalog
 
-    models = ModelSettings.from_env(embedder=args.embedder, llm=args.llm, device=args.device)
-    if args.index == DEFAULT_INDEX:
-        report = ensure_index(args.index, models.embedder, models.device)
-        if report is not None:
-            print(report.summary())
-    catalog = IndexCatalog(args.indexes_dir, args.index, models)
+    models = ModelSettings.from_env(embedder=args.embedder, llm=args.llm, device=args.device, llm_url=args.llm_url,
+                                    embedder_url=args.embedder_url)
     try:
-        catalog.agent(None)  # load the models before the first user arrives
-    except IndexError_ as error:
+        if args.index == DEFAULT_INDEX:
+            report = ensure_index(args.index, embedder_choice(models), models.device)
+            if report is not None:
+                print(report.summary())
+        catalog = IndexCatalog(args.indexes_dir, args.index, models)
+        catalog.agent(None)  # load the models (or reach their servers) before the first user arrives
+    except (IndexError_, ServerError) as error:
         raise SystemExit(f"app.py: {error}") from None
     defaults = AgentSettings().with_overrides(max_new_tokens=args.max_new_tokens)
     options = UIOptions(concurrency=args.concurrency, allowed_roots=AllowedRoots(args.allowed_root),

@@ -18,6 +18,8 @@ _PUBLIC = {
     "Index": "rag_app.index",
     "AgentSettings": "rag_app.config", "GenerationSettings": "rag_app.config", "SearchOptions": "rag_app.config",
     "ModelSettings": "rag_app.config",
+    "ServedLLM": "rag_app.models.openai_llm", "ServedEmbedder": "rag_app.models.served_embedder",
+    "ServerError": "rag_app.models.server_http",
     "Answer": "rag_app.types", "Chunk": "rag_app.types", "Hit": "rag_app.types", "Step": "rag_app.types",
 }
 __all__ = [*_PUBLIC, "__version__"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -17,7 +18,7 @@ from rag_app.index import Index
 from rag_app.language import is_cjk
 from rag_app.models.actions import ActionRecords
 from rag_app.models.chat import ChatLLM
-from rag_app.models.registry import shared_llm
+from rag_app.models.registry import embedder_choice, load_llm
 from rag_app.prompt import QUESTION_SHARE, BuiltPrompt, PromptBuilder, clip_middle, clip_tokens
 from rag_app.react import READ_TOKENS, SEARCH_TOOL, ToolBox, observation, run
 from rag_app.retrieval import Retriever
@@ -91,12 +92,16 @@ class RagAgent:
         device: str | None = None,
         context_window: int | None = None,
         settings: AgentSettings | None = None,
+        llm_url: str | None = None,
+        llm_api_key: str | None = None,
+        embedder_url: str | None = None,
     ) -> RagAgent:
-        """Open an index with the embedded defaults unless told otherwise (arguments, then RAG_APP_* variables)."""
-        models = ModelSettings.from_env(llm=llm, device=device, context_window=context_window)
-        opened = index if isinstance(index, Index) else Index.open(index, embedder, models.device)
-        llm_loaded = shared_llm(models.llm, models.device, models.context_window)
-        return cls(opened, llm_loaded, settings, ActionRecords.shared())
+        """Open an index with the embedded defaults unless told otherwise (arguments, then RAG_APP_* variables);
+        `llm_url` / `embedder_url` use OpenAI-compatible servers (base URLs ending in /v1) instead."""
+        models = ModelSettings.from_env(embedder=embedder, llm=llm, device=device, context_window=context_window,
+                                        llm_url=llm_url, llm_api_key=llm_api_key, embedder_url=embedder_url)
+        opened = index if isinstance(index, Index) else Index.open(index, embedder_choice(models), models.device)
+        return cls(opened, load_llm(models), settings, ActionRecords.shared())
 
     # ---- the public faces ----------------------------------------------------------------------------------
 
@@ -140,8 +145,10 @@ class RagAgent:
         built = self.answer_prompt(question, tools.hits, history, generation)
         meaning = self.retriever.calibration(question).cosine
         composer = Composer(settings.answer_mode, question, built.passages, self.index.embedder, meaning)
-        for piece in composer.stream(self.llm, built.messages, generation):
-            yield AgentEvent("token", text=piece)
+        # Closed explicitly: a Response closed mid-answer (a browser gone) must close the HTTP stream at once.
+        with closing(composer.stream(self.llm, built.messages, generation)) as pieces:
+            for piece in pieces:
+                yield AgentEvent("token", text=piece)
         yield self._finish(query, composer, built, tools.hits, steps)
 
     def _answer_generation(self, settings: AgentSettings) -> GenerationSettings:
@@ -175,10 +182,11 @@ class RagAgent:
             notice=composed.notice, generated=composed.generated, steps=steps, dropped_turns=built.dropped_turns,
             prompt_tokens=built.tokens, context_window=self.llm.context_window, evidence=evidence,
             cited=any(sentence.citations for sentence in composed.sentences), query=query,
-            question_truncated=built.question_truncated,
+            question_truncated=built.question_truncated, window_estimated=self.llm.window_estimated,
         )
 
     def _abstain(self, question: str, query: str, steps: list[Step]) -> Iterator[AgentEvent | Answer]:
         text = NOT_FOUND_ZH if is_cjk(question) else NOT_FOUND
         yield AgentEvent("token", text=text)
-        yield Answer(text=text, steps=steps, abstained=True, query=query, context_window=self.llm.context_window)
+        yield Answer(text=text, steps=steps, abstained=True, query=query, context_window=self.llm.context_window,
+                     window_estimated=self.llm.window_estimated)

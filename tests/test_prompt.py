@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
+from rag_app.config import GenerationSettings
 from rag_app.models.llm import resolve_model_location
-from rag_app.models.tokens import HFTokenCounter
+from rag_app.models.tokens import HFTokenCounter, TokenCounter
 from rag_app.prompt import (
     MARKER,
     BuiltPrompt,
@@ -152,32 +153,52 @@ questions = st.one_of(
 )
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(
-    data=st.data(),
-    turns=turns_strategy,
-    passages=passages_strategy,
-    question=questions,
-    system=st.sampled_from([SYSTEM, "", "你是一个乐于助人的助手。🎉"]),
-    max_new_tokens=st.integers(min_value=1, max_value=512),
-    share=st.sampled_from([0.0, 0.3, 0.6, 1.0]),
-)
-def test_every_prompt_fits_exactly(
-    tokens: HFTokenCounter,
-    data: st.DataObject,
-    turns: list[list[dict[str, str]]],
-    passages: list[Hit],
-    question: str,
-    system: str,
-    max_new_tokens: int,
-    share: float,
-) -> None:
+PROMPT_CASES = {
+    "data": st.data(),
+    "turns": turns_strategy,
+    "passages": passages_strategy,
+    "question": questions,
+    "system": st.sampled_from([SYSTEM, "", "你是一个乐于助人的助手。🎉"]),
+    "max_new_tokens": st.integers(min_value=1, max_value=512),
+    "share": st.sampled_from([0.0, 0.3, 0.6, 1.0]),
+}
+QUICK_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large]
+
+
+def check_prompt_fits(tokens: TokenCounter, data: st.DataObject, turns: list[list[dict[str, str]]],
+                      passages: list[Hit], question: str, system: str, max_new_tokens: int, share: float) -> None:
+    """Build a prompt for a drawn window and check every invariant (the count is exact and within budget)."""
     minimum = floor_tokens(tokens, system) + max_new_tokens
     window = data.draw(windows_from(minimum), label="window")
     history = [message for turn in turns for message in turn]
     built = PromptBuilder(tokens, window, max_new_tokens, share).build(system, passages, history, question)
     check_invariants(tokens, built, system, passages, history, question)
     assert built.budget == window - max_new_tokens
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=QUICK_CHECKS)
+@given(**PROMPT_CASES)
+def test_every_prompt_fits_exactly(tokens: HFTokenCounter, **case: Any) -> None:
+    check_prompt_fits(tokens, **case)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None, suppress_health_check=QUICK_CHECKS)
+@given(**PROMPT_CASES)
+def test_every_prompt_fits_exactly_with_a_served_model(served_llm: Any, **case: Any) -> None:
+    """The same property with the served model's counter (its tokenizer, found from the model the server names)."""
+    check_prompt_fits(served_llm.tokens, **case)
+
+
+@pytest.mark.slow
+def test_the_served_count_is_the_servers_prompt_tokens(served_llm: Any) -> None:
+    """Token-exact against the server itself: a built prompt's count is the prompt_tokens the server reports."""
+    history = [m for n in range(3) for m in user_turn(f"Question {n}? 你好", f"Answer {n}. 🎉")]
+    passages = [passage(n, "Passage text about fountains. " * 5, f"doc{n}.md, lines 1-4") for n in range(1, 4)]
+    built = PromptBuilder(served_llm.tokens, served_llm.context_window, 2).build(SYSTEM, passages, history, "Why?")
+    completion = served_llm.stream(built.messages, GenerationSettings(max_new_tokens=2))
+    "".join(completion)
+    assert completion.prompt_tokens == built.tokens
 
 
 def test_chat_token_ids_match_the_template(tokens: HFTokenCounter) -> None:

@@ -60,17 +60,14 @@ class Index:
 
     @classmethod
     def open(cls, location: Path | str, embedder: EmbedderChoice = None, device: str = "auto") -> Index:
-        """Open an index for reading with the embedder it was built with; refuse another one by name."""
+        """Open an index for reading with the embedder it was built with; refuse another one (by name or dimension)."""
         backend = LocalBackend.open(location)
-        recorded = backend.meta().get("embedder")
-        requested = _name_of(embedder)
-        if requested is not None and requested != recorded:
+        meta = backend.meta()
+        recorded, requested = meta.get("embedder"), _name_of(embedder)
+        dimensions = {int(value) for value in (getattr(embedder, "dimension", None), meta.get("dimension")) if value}
+        if requested is not None and (requested != recorded or len(dimensions) > 1):
             backend.close()
-            raise EmbedderMismatchError(
-                f"index at {backend.location} was built with embedder {recorded!r} but {requested!r} was asked "
-                f"for: leave --embedder out (or pass --embedder {recorded}), or re-ingest into a new --index "
-                f"with {requested!r}"
-            )
+            raise EmbedderMismatchError(_mismatch(backend.location, recorded, embedder))
         return cls(backend, _load(embedder, choose_embedder(requested, recorded), device))
 
     @classmethod
@@ -126,6 +123,18 @@ class Index:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _mismatch(location: str, recorded: str | None, embedder: EmbedderChoice) -> str:
+    """What to do when an index is opened with another embedder than its own."""
+    requested = _name_of(embedder)
+    url = getattr(embedder, "base_url", None)
+    if url:  # a served embedder
+        return (f"index at {location} was built with embedder {recorded!r} but the embedding server at {url} serves "
+                f"{requested!r} (dimension {getattr(embedder, 'dimension', '?')}): point --embedder-url at a server "
+                f"of {recorded!r}, or leave it out to embed in process")
+    return (f"index at {location} was built with embedder {recorded!r} but {requested!r} was asked for: leave "
+            f"--embedder out (or pass --embedder {recorded}), or re-ingest into a new --index with {requested!r}")
 
 
 def _name_of(embedder: EmbedderChoice) -> str | None:

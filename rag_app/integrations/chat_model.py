@@ -1,4 +1,4 @@
-"""The local LLM as a LangChain chat model: streaming, usage metadata, tool calls where templates allow."""
+"""The engine's LLM (in process or served) as a LangChain chat model: streaming, usage, tool calls where allowed."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 
-from rag_app.config import DEFAULT_LLM, GenerationSettings
-from rag_app.models.registry import shared_llm
+from rag_app.config import DEFAULT_LLM, GenerationSettings, ModelSettings
+from rag_app.models.registry import load_llm
 from rag_app.react import parse_tool_calls
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
@@ -58,7 +58,8 @@ def tool_call_chunks(text: str) -> tuple[str, list[ToolCallChunk]]:
 
 
 class RagChatModel(BaseChatModel):
-    """The engine's chat model (SmolLM2-135M-Instruct in process by default), loaded once per process.
+    """The engine's chat model (SmolLM2-135M-Instruct in process by default; `base_url=".../v1"` for any
+    OpenAI-compatible server's), loaded once per process.
 
     Tool calling works only with models whose chat template takes tools; SmolLM2's does not,
     so `bind_tools` refuses it rather than binding tools the model would never see.
@@ -67,6 +68,8 @@ class RagChatModel(BaseChatModel):
     model: str = DEFAULT_LLM
     device: str = "auto"
     context_window: int | None = None
+    base_url: str | None = None  # an OpenAI-compatible server (.../v1): its model answers instead
+    api_key: str | None = Field(default=None, exclude=True, repr=False)
     llm: Any = Field(exclude=True)  # a ChatLLM (a Protocol, which pydantic cannot check)
     max_tokens: int = 256
     temperature: float = 0.0
@@ -83,15 +86,16 @@ class RagChatModel(BaseChatModel):
     def _load_llm(cls, values: Any) -> Any:
         if isinstance(values, dict):
             if values.get("llm") is None:
-                model = values.get("model") or DEFAULT_LLM
-                values = {**values, "llm": shared_llm(model, values.get("device", "auto"),
-                                                      values.get("context_window"))}
+                models = ModelSettings(llm=values.get("model"), device=values.get("device", "auto"),
+                                       context_window=values.get("context_window"), llm_url=values.get("base_url"),
+                                       llm_api_key=values.get("api_key"))
+                values = {**values, "llm": load_llm(models)}
             values.setdefault("model", values["llm"].name)
         return values
 
     @property
     def _llm_type(self) -> str:
-        return "rag_app-local"
+        return "rag_app-served" if getattr(self.llm, "base_url", None) else "rag_app-local"
 
     @property
     def _identifying_params(self) -> dict[str, Any]:

@@ -3,23 +3,30 @@ whichever backend runs it, and the `Completion` a request returns (iterate to st
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
-from typing import Any, Protocol
+import contextlib
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, Protocol, runtime_checkable
 
 from rag_app.config import GenerationSettings
 from rag_app.models.tokens import Messages, TokenCounter
 
 # What a backend's piece generator returns when it ends: finish reason, prompt tokens, completion tokens.
 Outcome = tuple[str, int, int]
+CANCELLED = "cancelled"
+WINDOW_ATTRIBUTES = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
 
 class Completion:
     """A reply being generated. Iterating yields text pieces; afterwards `text`, `finish_reason` ("stop",
-    "length" or "tool_calls"), `prompt_tokens` and `completion_tokens` hold the outcome. `close()` (or leaving
-    the loop early) cancels the generation."""
+    "length", "tool_calls", or "cancelled" after `close()`), `prompt_tokens` and `completion_tokens` hold the
+    outcome. `close()` (or leaving the loop early) cancels the generation; it may be called from another thread
+    while the pieces are being read there: the backend's `cancel` hook then stops them at the source (the HTTP
+    stream of a served model, the stopping criterion of an in-process one)."""
 
-    def __init__(self, pieces: Generator[str, None, Outcome | None]) -> None:
+    def __init__(self, pieces: Generator[str, None, Outcome | None],
+                 cancel: Callable[[], None] | None = None) -> None:
         self._pieces = pieces
+        self._cancel = cancel
         self.text = ""
         self.finish_reason = ""
         self.prompt_tokens = 0
@@ -33,7 +40,8 @@ class Completion:
                     piece = next(self._pieces)
                 except StopIteration as end:
                     if end.value is not None:
-                        self.finish_reason, self.prompt_tokens, self.completion_tokens = end.value
+                        reason, self.prompt_tokens, self.completion_tokens = end.value
+                        self.finish_reason = self.finish_reason or reason  # "cancelled" by close() stays
                     self.done = True
                     return
                 self.text += piece
@@ -43,9 +51,16 @@ class Completion:
                 self.close()
 
     def close(self) -> None:
-        self._pieces.close()
+        if not self.done:
+            self.finish_reason = CANCELLED
+        if self._cancel is not None:
+            self._cancel()
+        # Running in another thread ("generator already executing"): the cancel hook ends it there.
+        with contextlib.suppress(ValueError):
+            self._pieces.close()
 
 
+@runtime_checkable
 class ChatLLM(Protocol):
     """A chat model behind any backend. `concurrent` backends take many requests at once; others queue them."""
 
@@ -62,6 +77,15 @@ class ChatLLM(Protocol):
 
     def generate(self, messages: Messages, settings: GenerationSettings | None = None,
                  tools: list[dict[str, Any]] | None = None) -> str: ...
+
+
+def config_window(config: Any) -> int | None:
+    """The context window a model config declares, if it declares one."""
+    for attribute in WINDOW_ATTRIBUTES:
+        value = getattr(config, attribute, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def supports_native_tools(chat_template: str | None) -> bool:

@@ -22,7 +22,7 @@ from transformers import (
 
 from rag_app.config import DEFAULT_LLM, GenerationSettings, app_home
 from rag_app.models.bundled import package_folder
-from rag_app.models.chat import Completion, Outcome, cut_at_stop, supports_native_tools
+from rag_app.models.chat import Completion, Outcome, config_window, cut_at_stop, supports_native_tools
 from rag_app.models.device import dtype_for, resolve_device, use_all_cores
 from rag_app.models.tokens import HFTokenCounter, Messages
 
@@ -146,13 +146,13 @@ class LocalLLM:
         tools: list[dict[str, Any]] | None = None,
     ) -> Completion:
         """The reply as it is generated; stop strings are cut from the end. Closing it early stops generation."""
-        return Completion(self._pieces(messages, settings or GenerationSettings(), tools))
+        cancelled = threading.Event()
+        return Completion(self._pieces(messages, settings or GenerationSettings(), tools, cancelled), cancelled.set)
 
-    def _pieces(self, messages: Messages, settings: GenerationSettings,
-                tools: list[dict[str, Any]] | None) -> Generator[str, None, Outcome]:
+    def _pieces(self, messages: Messages, settings: GenerationSettings, tools: list[dict[str, Any]] | None,
+                cancelled: threading.Event) -> Generator[str, None, Outcome]:
         input_ids = self.tokens.chat_ids(messages, tools)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        cancelled = threading.Event()
         errors: list[BaseException] = []
 
         def run(kwargs: dict[str, Any]) -> None:
@@ -192,11 +192,7 @@ class LocalLLM:
 
 def configured_window(config: Any) -> int:
     """The context window a model config declares (2048 when it declares none)."""
-    for attribute in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(config, attribute, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return 2048
+    return config_window(config) or 2048
 
 
 class _Cancelled(StoppingCriteria):

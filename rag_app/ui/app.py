@@ -12,6 +12,7 @@ import gradio as gr
 
 from ingest.report import IngestReport
 from rag_app.config import AgentSettings, IngestOptions
+from rag_app.models.chat import ChatLLM
 from rag_app.ui.chat import Answers, make_respond, ui_knobs
 from rag_app.ui.export import conversation_turns, to_json, to_markdown, write_export
 from rag_app.ui.indexes import IndexCatalog, progress_bar, run_ingest, save_uploads
@@ -20,13 +21,24 @@ from rag_app.ui.security import AllowedRoots
 
 TITLE = "rag_app: ask your documents"
 IngestOutput = tuple[str, str, Any, str]
+# Answers made at once, unless the operator says. In process the model generates one answer at a time (a lock),
+# so 2 lets one session retrieve while another generates. A served model takes concurrent requests and its
+# server schedules them (vLLM batches them): 8 is the most users measured (bench/bench_serving.py, README).
+IN_PROCESS_CONCURRENCY = 2
+SERVED_CONCURRENCY = 8
+
+
+def default_concurrency(llm: ChatLLM) -> int:
+    """How many answers to make at once with this LLM when the operator does not say."""
+    return SERVED_CONCURRENCY if llm.concurrent else IN_PROCESS_CONCURRENCY
 
 
 @dataclass(frozen=True)
 class UIOptions:
-    """What the operator decides for every session: limits, allowed server folders, starting settings."""
+    """What the operator decides for every session: limits, allowed server folders, starting settings
+    (`concurrency` None: `default_concurrency` of the LLM)."""
 
-    concurrency: int = 2
+    concurrency: int | None = None
     allowed_roots: AllowedRoots = field(default_factory=lambda: AllowedRoots([]))
     defaults: AgentSettings = field(default_factory=AgentSettings)
     max_upload_mb: float = 50.0
@@ -106,6 +118,7 @@ def _documents_column(catalog: IndexCatalog, options: UIOptions,
     """The index picker with its stats, and ingestion of uploads or allowed server folders."""
     index = gr.Dropdown(catalog.names(), value=catalog.default_name, label="Index", elem_id="index-picker")
     stats = gr.Markdown(catalog.stats_markdown(catalog.default_name), elem_id="index-stats")
+    gr.Markdown(catalog.model_markdown(), elem_id="model-info")
     refresh = gr.Button("Refresh indexes", size="sm")
     with gr.Accordion("Add documents", open=True):
         uploads = gr.File(file_count="multiple", type="filepath", label="Upload files", elem_id="upload-files")
@@ -146,7 +159,7 @@ def _chat_column(catalog: IndexCatalog, options: UIOptions, handlers: Handlers, 
         api_name="chat",
         api_description="Ask a question (other inputs are optional); returns the messages, the context "
                         "meter and the full answer with sources. The session keeps the conversation.",
-        concurrency_limit=options.concurrency,
+        concurrency_limit=options.concurrency or default_concurrency(catalog.llm()),
         fill_height=False,
     )
     with gr.Row():

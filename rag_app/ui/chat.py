@@ -5,11 +5,13 @@ from __future__ import annotations
 import inspect
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from typing import Any
 
 import gradio as gr
 
 from rag_app.config import AgentSettings, Knob, knobs
+from rag_app.models.server_http import ServerError
 from rag_app.ui.indexes import IndexCatalog
 from rag_app.ui.render import (
     Message,
@@ -57,13 +59,20 @@ def make_respond(catalog: IndexCatalog, defaults: AgentSettings) -> Callable[...
             raise gr.Error(str(error)) from error
         shown: list[Message] = []
         partial = ""
-        for event in response:
-            if event.kind == "step" and event.step is not None:
-                shown.append(render_step(event.step))
-                yield shown, gr.skip(), gr.skip(), gr.skip()
-            else:
-                partial += event.text
-                yield [*shown, {"role": "assistant", "content": escape(partial)}], gr.skip(), gr.skip(), gr.skip()
+        # Closed whatever happens: when the browser goes away Gradio closes this generator, and the model's
+        # generation (an HTTP stream for a served model) must stop with it.
+        with closing(response):
+            try:
+                for event in response:
+                    if event.kind == "step" and event.step is not None:
+                        shown.append(render_step(event.step))
+                        yield shown, gr.skip(), gr.skip(), gr.skip()
+                    else:
+                        partial += event.text
+                        yield ([*shown, {"role": "assistant", "content": escape(partial)}], gr.skip(), gr.skip(),
+                               gr.skip())
+            except ServerError as error:  # the model server went down, or refused: say so in the chat
+                raise gr.Error(str(error)) from error
         answer = response.answer
         turn_id = uuid.uuid4().hex
         details = {**answer.to_dict(), "index": index or catalog.default_name, "history": replayed}

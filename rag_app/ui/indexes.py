@@ -16,7 +16,8 @@ from rag_app.agent import RagAgent
 from rag_app.config import AgentSettings, IngestOptions, ModelSettings
 from rag_app.index import Index
 from rag_app.models.actions import ActionRecords
-from rag_app.models.registry import shared_llm
+from rag_app.models.chat import ChatLLM
+from rag_app.models.registry import embedder_choice, load_llm
 
 UPLOADS_FOLDER = "uploads"
 
@@ -66,8 +67,12 @@ class IndexCatalog:
         folder = self.path(name)
         with self._lock:
             if folder not in self._indexes:
-                self._indexes[folder] = Index.open(folder, self.models.embedder, self.models.device)
+                self._indexes[folder] = Index.open(folder, embedder_choice(self.models), self.models.device)
             return self._indexes[folder]
+
+    def llm(self) -> ChatLLM:
+        """The one LLM every agent shares: in process, or served at `models.llm_url` (loaded on first use)."""
+        return load_llm(self.models)
 
     def agent(self, name: str | None) -> RagAgent:
         """The agent over index `name`, made on first use and shared by every session."""
@@ -75,9 +80,18 @@ class IndexCatalog:
         with self._lock:
             folder = Path(index.location)
             if folder not in self._agents:
-                llm = shared_llm(self.models.llm, self.models.device, self.models.context_window)
-                self._agents[folder] = RagAgent(index, llm, self.settings, ActionRecords.shared())
+                self._agents[folder] = RagAgent(index, self.llm(), self.settings, ActionRecords.shared())
             return self._agents[folder]
+
+    def model_markdown(self) -> str:
+        """Which model answers and where it runs, as Markdown (the error when it cannot be reached)."""
+        try:
+            llm = self.llm()
+        except Exception as error:  # shown to the user; the app keeps running
+            return f"**Model unavailable:** {error}"
+        window = f"{'~' if llm.window_estimated else ''}{llm.context_window} tokens"
+        estimated = " (estimated)" if llm.window_estimated else ""
+        return f"**Model:** `{Path(llm.name).name}` · {llm.backend} · window {window}{estimated}"
 
     def stats_markdown(self, name: str | None) -> str:
         """Files, chunks, embedder and last update of index `name`, as Markdown."""

@@ -95,13 +95,16 @@ def meter(answer: Answer) -> str:
     """The context meter: tokens of the window this turn used, and earlier turns that no longer fit."""
     if not answer.context_window:
         return ""
+    about = "~" if answer.window_estimated else ""  # a served model without tokenizer or window info
+    estimated = " · estimated counts" if answer.window_estimated else ""
     if answer.abstained:
-        return f"Context: no prompt was needed (nothing relevant found) · window {answer.context_window} tokens"
+        return (f"Context: no prompt was needed (nothing relevant found) · window {about}{answer.context_window} "
+                f"tokens{estimated}")
     used = answer.prompt_tokens
     share = 100 * used / answer.context_window
     dropped = (f" · {answer.dropped_turns} earlier turn(s) no longer fit and were left out"
                if answer.dropped_turns else " · the whole conversation fits")
-    return f"Context: {used} / {answer.context_window} tokens ({share:.0f}%){dropped}"
+    return f"Context: {about}{used} / {about}{answer.context_window} tokens ({share:.0f}%){dropped}{estimated}"
 
 
 def is_thought(message: Message) -> bool:
