@@ -36,6 +36,7 @@ from rag_app.config import SearchOptions
 from rag_app.evaluation import load_beir, write_documents
 from rag_app.index import Index
 from rag_app.index.backend import SearchRequest
+from rag_app.index.lexical import question_terms
 from rag_app.language import is_cjk
 from rag_app.retrieval import drop_near_duplicates, inverse_document_frequencies, term_coverage
 
@@ -48,21 +49,35 @@ COSINES = np.round(np.arange(0.30, 0.99, 0.01), 2)
 COVERAGES = np.round(np.arange(0.20, 1.01, 0.025), 3)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Measured:
-    """One question asked of one index: the best cosine and the best term coverage among the top passages."""
+    """One question asked of one index: its top passages (texts and dense cosines) and the document frequencies
+    of its terms, from which the relevance signals are computed (so that they can change without searching
+    again), and the best cosine and best term coverage among those passages."""
 
     corpus: str
     embedder: str
     question: str
     answerable: bool
     split: str
-    cosine: float
-    coverage: float
+    texts: list[str]
+    cosines: list[float]
+    frequencies: dict[str, int]
+    chunk_count: int
+    cosine: float = 0.0
+    coverage: float = 0.0
 
     @property
     def language(self) -> str:
         return "zh" if is_cjk(self.question) else "en"
+
+    def signals(self) -> Measured:
+        """Best cosine and best IDF-weighted coverage of the question's terms, as rag_app.retrieval scores them."""
+        idf = inverse_document_frequencies(self.frequencies, self.chunk_count)
+        terms = question_terms(self.question)
+        self.cosine = max(self.cosines, default=0.0)
+        self.coverage = max((term_coverage(terms, text, idf) for text in self.texts), default=0.0)
+        return self
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -105,22 +120,20 @@ def build(name: str, spec: dict, embedder: str, work: Path) -> Index:
     return Index.open(location, embedder, "cpu")
 
 
-def measure(index: Index, question: str) -> tuple[float, float]:
-    """The best cosine and best term coverage among the top passages, as the agent's search would find them."""
+def measure(index: Index, question: str) -> tuple[list[str], list[float], dict[str, int], int]:
+    """The top passages as the agent's search finds them (texts and cosines), and the query's term statistics."""
     query = index.query(question)
     found = index.search(query, SearchRequest.from_options(SearchOptions()))
     hits = drop_near_duplicates(found.hits, query, found.vectors, TOP)
-    idf = inverse_document_frequencies(found.document_frequencies, found.chunk_count)
-    cosines = [float(found.vectors[hit.chunk.content_hash] @ query.vector) for hit in hits
-               if hit.chunk.content_hash in found.vectors]
-    coverages = [term_coverage(query.tokens, hit.text, idf) for hit in hits]
-    return max(cosines, default=0.0), max(coverages, default=0.0)
+    cosines = [float(found.vectors[hit.chunk.content_hash] @ query.vector) if hit.chunk.content_hash in found.vectors
+               else 0.0 for hit in hits]
+    return [hit.text for hit in hits], cosines, dict(found.document_frequencies), found.chunk_count
 
 
 def collect(work: Path) -> list[Measured]:
-    cache = work / "measured.jsonl"
+    cache = work / "measured-2.jsonl"
     if cache.exists():
-        return [Measured(**row) for row in read_jsonl(cache)]
+        return [Measured(**row).signals() for row in read_jsonl(cache)]
     offtopic = [(row["text"], split) for split in ("tune", "report") for language in ("en", "zh")
                 for row in read_jsonl(DATA / "offtopic" / f"{language}_{split}.jsonl")]
     rows: list[Measured] = []
@@ -130,8 +143,7 @@ def collect(work: Path) -> list[Measured]:
             asked = [(text, True, split) for text, split in spec["questions"]]
             asked += [(text, False, split) for text, split in offtopic]
             for text, answerable, split in asked:
-                cosine, coverage = measure(index, text)
-                rows.append(Measured(name, embedder, text, answerable, split, cosine, coverage))
+                rows.append(Measured(name, embedder, text, answerable, split, *measure(index, text)).signals())
             index.close()
             print(f"measured {name} with {embedder}: {len(asked)} questions", flush=True)
     cache.write_text("".join(json.dumps(asdict(row), ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")

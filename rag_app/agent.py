@@ -162,7 +162,8 @@ class RagAgent:
                       generation: GenerationSettings) -> BuiltPrompt:
         """The answer prompt: system, as much history as fits, the passages and the question (clipped to a
         quarter of the budget so passages keep room)."""
-        builder = PromptBuilder(self.llm.tokens, self.llm.context_window, generation.max_new_tokens)
+        builder = PromptBuilder(self.llm.tokens, self.llm.context_window, generation.max_new_tokens,
+                                passage_tokens=self.llm.passage_tokens)
         question, cut = clip_middle(self.llm.tokens, question, int(builder.budget * QUESTION_SHARE))
         built = builder.build(ANSWER_SYSTEM, hits, history, question)
         built.question_truncated = built.question_truncated or cut

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from rag_app.index.lexical import tokenize
+from rag_app.index.lexical import question_terms, tokenize
 from rag_app.language import split_sentences
 from rag_app.models.embedder import Embedder
 from rag_app.types import Hit
@@ -59,7 +59,7 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     the question's terms it contains, each weighted by how rare it is among the candidates (a term every
     sentence shares says nothing about which one answers), plus COSINE_WEIGHT times its cosine to the question.
     """
-    terms = set(tokenize(question))
+    terms = set(question_terms(question))
     candidates: list[tuple[int, str, set[str]]] = []
     for position, hit in enumerate(hits[:depth]):
         for sentence in split_sentences(_TABLE_HEADER.sub("", hit.text)):

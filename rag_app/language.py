@@ -14,6 +14,12 @@ HAN_RUN = re.compile(f"[{HAN}]+")
 _EAST_ASIAN_CHAR = re.compile(f"[{HAN}{KANA_HANGUL}]")
 _LETTER = re.compile(r"[^\W\d_]")
 
+# Chinese question words and particles: what a question asks with, not what it is about.
+QUESTION_WORDS_ZH = re.compile(
+    r"什么|哪[些个里儿一种位家年天]?|怎么样?|怎样|如何|为何|为什么|多[少大长高久远重快]|几[个年月天次种]?|"
+    r"谁|何时|何地|是否|吗|呢"
+)
+
 # Sentence ends: CJK full stops end a sentence where they stand; Latin ones only before a space.
 CJK_SENTENCE_ENDS = "。！？；…｡．"
 CLOSERS = "\"'”’」』）)\\]"

@@ -1,7 +1,8 @@
 """Token-exact prompt assembly: system, passages, history and question inside `window - max_new_tokens`.
 
 System and question always stay; a question too long for the budget is cut in the middle (" […] ").
-Passages go greedily in relevance order into `passage_share` of what remains (all of it with no history);
+Passages go greedily in relevance order into `passage_share` of what remains (all of it with no history), and
+never more than `passage_tokens` when the model can use no more;
 the first that does not fit ends the list, and what they leave goes to history, replayed in whole turns,
 newest first, while they fit (the oldest are dropped). Per-message costs are counted once; the assembled
 prompt is then counted exactly and, if over, shrunk by dropping the oldest turn, then the last passage.
@@ -110,7 +111,7 @@ class PromptBuilder:
     """Builds chat prompts that fit `context_window - max_new_tokens` tokens, counted by the real template."""
 
     def __init__(self, tokens: TokenCounter, context_window: int, max_new_tokens: int,
-                 passage_share: float = 0.6) -> None:
+                 passage_share: float = 0.6, passage_tokens: int | None = None) -> None:
         if not 0.0 <= passage_share <= 1.0:
             raise ValueError(f"passage_share must be between 0 and 1, got {passage_share}")
         self.tokens = tokens
@@ -118,6 +119,7 @@ class PromptBuilder:
         self.max_new_tokens = max_new_tokens
         self.budget = context_window - max_new_tokens
         self.passage_share = passage_share
+        self.passage_tokens = passage_tokens
         self._role_cost = self._measure_role_costs()
 
     def build(
@@ -127,7 +129,10 @@ class PromptBuilder:
         turns = group_turns(history)
         question, truncated, base = self._fit_question(head, question)
         room = self.budget - base
-        kept, passage_cost = self._fit_passages(passages, question, int(room * self.passage_share) if turns else room)
+        limit = int(room * self.passage_share) if turns else room
+        if self.passage_tokens is not None:
+            limit = min(limit, self.passage_tokens)
+        kept, passage_cost = self._fit_passages(passages, question, limit)
         replay = self._fit_turns(turns, room - passage_cost)
         while True:
             messages = [head, *(m for turn in turns[len(turns) - replay :] for m in turn)]

@@ -82,7 +82,7 @@ def score_relevance(hits: list[Hit], query: Query, vectors: Mapping[str, np.ndar
         if position < RELEVANCE_DEPTH:
             vector = vectors.get(hit.chunk.content_hash)
             cosine = float(vector @ query.vector) if vector is not None else 0.0
-            hit = replace(hit, relevance=relevance(cosine, term_coverage(query.tokens, hit.text, idf), calibration))
+            hit = replace(hit, relevance=relevance(cosine, term_coverage(query.terms, hit.text, idf), calibration))
         scored.append(hit)
     return scored
 

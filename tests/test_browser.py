@@ -3,6 +3,7 @@ upload a file and ask about it. Screenshots go to test-artifacts/browser/."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,8 @@ def _ask(page, question: str, sources_seen: int) -> None:
 def test_ask_see_answer_and_open_sources(page):
     _ask(page, FACT_QUESTION, 0)
     chatbot = page.locator("#chatbot")
+    # The answer itself (not only its sources) says when, and cites the passage that says so.
+    expect(chatbot.get_by_text(re.compile(r"Tuesday at 4 pm \[1\]")).first).to_be_visible()
     expect(chatbot.get_by_text("🔎 search_documents").first).to_be_visible()
     expect(page.locator("#context-meter")).to_contain_text("Context:")
     expect(chatbot.get_by_text("fountain.txt, lines").first).to_be_visible()
@@ -63,6 +66,7 @@ def test_upload_ingest_and_ask_about_it(page, tmp_path):
     _ask(page, "What colour is the Vexmoor lighthouse beam?", 1)
     chatbot = page.locator("#chatbot")
     expect(chatbot.get_by_text("lighthouse.md, lines").first).to_be_visible()
+    expect(chatbot.get_by_text(re.compile(r"beam is green[^.]*\[\d\]")).first).to_be_visible()
     expect(chatbot.get_by_text("<script>document.title='pwned'</script>", exact=False).first).to_be_visible()
     assert page.title() != "pwned", "document text ran as script"
     page.screenshot(path=str(ARTIFACTS / "upload-and-ask.png"))

@@ -326,3 +326,13 @@ def test_exact_check_corrects_underestimates(tokens: HFTokenCounter) -> None:
     built = builder.build(SYSTEM, passages, history, "Why?")
     check_invariants(tokens, built, SYSTEM, passages, history, "Why?")
     assert built.dropped_turns == 20 and built.dropped_passages > 0
+
+
+def test_passages_stop_at_what_the_model_can_use(tokens: HFTokenCounter) -> None:
+    question = "Summarise the passages."
+    passages = [passage(n, f"Fact number {n} is about retrieval. " * 10, f"doc{n}.md") for n in range(1, 11)]
+    roomy = PromptBuilder(tokens, 8192, 64).build(SYSTEM, passages, [], question)
+    capped = PromptBuilder(tokens, 8192, 64, passage_tokens=200).build(SYSTEM, passages, [], question)
+    assert len(roomy.passages) == 10 and 0 < len(capped.passages) < 10
+    bare = tokens.count_chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}])
+    assert capped.tokens - bare <= 200 + 10, "passages (and their framing) beyond the cap"

@@ -71,11 +71,13 @@ class FileChunks:
 
 @dataclass(frozen=True)
 class Query:
-    """A question as every search leg uses it: the text, tokenized once and embedded once."""
+    """A question as every search leg uses it: the text, tokenized once (`tokens` for BM25, `terms` for judging
+    relevance: without question words) and embedded once."""
 
     text: str
     tokens: tuple[str, ...]
     vector: np.ndarray
+    terms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

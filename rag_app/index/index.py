@@ -13,7 +13,7 @@ from typing import Any
 from rag_app.config import DEFAULT_EMBEDDER, ENV_EMBEDDER
 from rag_app.index.backend import Candidates, IndexBackend, IndexFacts, Query, SearchRequest
 from rag_app.index.errors import EmbedderMismatchError
-from rag_app.index.lexical import tokenize
+from rag_app.index.lexical import question_terms, tokenize
 from rag_app.index.local import LocalBackend
 from rag_app.index.manifest import read_manifest
 from rag_app.language import cjk_share
@@ -102,7 +102,7 @@ class Index:
 
     def query(self, text: str) -> Query:
         """The question tokenized and embedded, once for every leg and stage of a search."""
-        return Query(text, tuple(tokenize(text)), self.embedder.embed_query(text))
+        return Query(text, tuple(tokenize(text)), self.embedder.embed_query(text), tuple(question_terms(text)))
 
     def search(self, query: Query, request: SearchRequest) -> Candidates:
         """Both legs, fused and filtered, in one call to the backend."""

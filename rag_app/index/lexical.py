@@ -15,7 +15,7 @@ import bm25s
 import numpy as np
 import Stemmer
 
-from rag_app.language import HAN
+from rag_app.language import HAN, QUESTION_WORDS_ZH
 
 _TOKEN = re.compile(rf"[{HAN}]+|[^\W_]+", re.UNICODE)
 _HAN_RUN = re.compile(rf"^[{HAN}]+$")
@@ -34,6 +34,24 @@ TOKENIZER_VERSION = "snowball-words+cjk-bigrams-2"
 def cjk_bigrams(run: str) -> list[str]:
     """Overlapping character pairs of a run of Chinese characters; a lone character stands for itself."""
     return [run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)]
+
+
+def question_terms(question: str) -> list[str]:
+    """The terms of a question that say what it is about: its tokens without the Chinese question words and the
+    character pairs that straddle them ("在哪", "哪些", "些地" in "分布在哪些地区"), which a passage that answers
+    the question does not contain (English question words are stop words already)."""
+    terms: list[str] = []
+    for match in _TOKEN.finditer(question.lower()):
+        piece = match.group()
+        if not _HAN_RUN.match(piece):
+            terms.extend(tokenize(piece))
+            continue
+        asking = set()
+        for word in QUESTION_WORDS_ZH.finditer(piece):
+            asking.update(range(word.start(), word.end()))
+        terms.extend(pair for start, pair in enumerate(cjk_bigrams(piece))
+                     if not asking & {start, start + len(pair) - 1})
+    return terms
 
 
 def tokenize(text: str) -> list[str]:

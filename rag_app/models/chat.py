@@ -71,6 +71,7 @@ class ChatLLM(Protocol):
     tokens: TokenCounter
     native_tools: bool
     concurrent: bool
+    passage_tokens: int | None  # the most passage text worth giving the model (None: as much as the window holds)
 
     def stream(self, messages: Messages, settings: GenerationSettings | None = None,
                tools: list[dict[str, Any]] | None = None) -> Completion: ...

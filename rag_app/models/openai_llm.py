@@ -33,6 +33,7 @@ class ServedLLM:
     `context_window`, the server, or the model's config, else an estimate (`window_estimated` True)."""
 
     concurrent = True
+    passage_tokens = None  # a served model's size is unknown: it gets what its window holds
 
     def __init__(self, base_url: str, model: str | None = None, *, api_key: str | None = None,
                  tokenizer: Any = None, context_window: int | None = None, native_tools: bool | None = None,

