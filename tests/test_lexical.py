@@ -16,13 +16,20 @@ def test_chinese_runs_become_overlapping_bigrams() -> None:
     assert tokenize("GPT-2 的上下文窗口。长江") == ["gpt", "2", "的上", "上下", "下文", "文窗", "窗口", "长江"]
 
 
+def test_latin_and_digits_touching_chinese_are_split_from_it() -> None:
+    # \w matches Han too: before the split "POWER6是IBM于2007年推出" was a single token, found by no question
+    assert tokenize("POWER6是IBM于2007年推出") == ["power6", "是", "ibm", "于", "2007", "年推", "推出"]
+    found = LexicalIndex.build([1, 2], [tokenize("POWER6是IBM于2007年推出的微处理器"), tokenize("长江全长约6300公里")])
+    assert [chunk for chunk, _ in found.search(tokenize("POWER6处理器是哪一年推出的？"), 2)][:1] == [1]
+
+
 def test_punctuation_and_empty_text_give_no_tokens() -> None:
     assert tokenize("") == []
     assert tokenize("，。！？ ... --- ___") == []
 
 
 def test_the_version_names_the_tokenizer() -> None:
-    assert TOKENIZER_VERSION == "snowball-words+cjk-bigrams-2"
+    assert TOKENIZER_VERSION == "snowball-words+cjk-bigrams-3"
 
 
 DOCUMENTS = {
