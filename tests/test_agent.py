@@ -168,7 +168,8 @@ def test_the_real_model_decides_and_the_turn_completes(agent):
 
 
 def test_an_over_long_question_is_answered_within_a_small_window(store, embedder, llm):
-    agent, _ = make_agent(store, embedder, llm, context_window=1024, max_steps=0)
+    # The window is under test, not the refusal gate: 300 copies of an instruction dilute the question's relevance.
+    agent, _ = make_agent(store, embedder, llm, context_window=1024, max_steps=0, min_relevance=0.0)
     question = FACT_QUESTION + " Please answer carefully and mention the day." * 300
     answer = agent.ask(question)
     assert answer.question_truncated

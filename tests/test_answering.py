@@ -150,3 +150,27 @@ def test_the_fact_question_is_answered_by_both_embedders(any_embedder_index, llm
     agent, _ = agent_with(any_embedder_index, llm, f"{FACT_SENTENCE} [1].", "auto")
     answer = agent.ask(FACT_QUESTION)
     assert not answer.abstained and answer.text == f"{FACT_SENTENCE} [1]."
+
+
+def test_an_unknown_embedder_is_calibrated_from_its_own_scores(tmp_path, fact_corpus, llm):
+    import numpy as np
+
+    from rag_app.calibration import CALIBRATION, PROBE_MARGIN, PROBES, Calibrations
+    from rag_app.index.backend import SearchRequest
+    from rag_app.models.embedder import bundled_minilm_path
+
+    folder = str(bundled_minilm_path())  # MiniLM by its folder: a name with no fitted row
+    assert ingest([fact_corpus], tmp_path / "index", folder, device="cpu").ok
+    with Index.open(tmp_path / "index", device="cpu") as opened:
+        assert opened.embedder.name == folder and (folder, False) not in CALIBRATION
+        tops = []
+        for probe in PROBES:
+            query = opened.query(probe)
+            found = opened.search(query, SearchRequest(mode="dense", pool=1))
+            tops.append(float(found.vectors[found.hits[0].chunk.content_hash] @ query.vector))
+        measured = Calibrations(opened).for_question(False)
+        assert measured.cosine == pytest.approx(float(np.quantile(tops, 0.95)) + PROBE_MARGIN)
+        assert measured.cosine != CALIBRATION[("all-MiniLM-L6-v2", False)].cosine
+        agent, scripted = agent_with(opened, llm, f"{FACT_SENTENCE} [1].", "auto")
+        assert agent.ask("Who wrote Moby-Dick?").abstained and scripted.requests == []
+        assert agent.ask(FACT_QUESTION).text == f"{FACT_SENTENCE} [1]."
