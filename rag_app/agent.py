@@ -144,7 +144,8 @@ class RagAgent:
         generation = self._answer_generation(settings)
         built = self.answer_prompt(question, tools.hits, history, generation)
         meaning = self.retriever.calibration(question).cosine
-        composer = Composer(settings.answer_mode, question, built.passages, self.index.embedder, meaning)
+        composer = Composer(settings.answer_mode, question, built.passages, self.index.embedder, meaning,
+                            settings.search.min_relevance)
         # Closed explicitly: a Response closed mid-answer (a browser gone) must close the HTTP stream at once.
         with closing(composer.stream(self.llm, built.messages, generation)) as pieces:
             for piece in pieces:

@@ -66,10 +66,13 @@ class Composer:
     """Streams the answer's text in one mode and keeps what it composed in `result`."""
 
     def __init__(self, mode: AnswerMode, question: str, hits: Sequence[Hit], embedder: Embedder | None,
-                 meaning_cosine: float) -> None:
+                 meaning_cosine: float, min_relevance: float = 0.0) -> None:
         self.mode = mode
         self.question = question
         self.hits = list(hits)
+        # What `auto` and `extractive` answers may rest on: the passages relevant to this question. Another
+        # passage in the prompt (the topic of an earlier turn) can support a sentence, but not answer this question.
+        self.grounds = [hit for hit in self.hits if hit.relevance >= min_relevance] or self.hits
         self.embedder = embedder
         self.meaning_cosine = meaning_cosine
         self.chinese = is_cjk(question)
@@ -85,7 +88,7 @@ class Composer:
             yield from self._checked(llm, messages, generation)
 
     def _extractive(self, notice: str, generated: str = "") -> Iterator[str]:
-        sentences = extractive_sentences(self.question, self.hits, self.embedder, self.meaning_cosine)
+        sentences = extractive_sentences(self.question, self.grounds, self.embedder, self.meaning_cosine)
         self.result = Composed(sentences, "extractive", notice, generated)
         yield from _pieces(sentences)
 
@@ -100,7 +103,7 @@ class Composer:
         self.result = Composed(sentences, "generative", notice, completion.text)
 
     def _checked(self, llm: ChatLLM, messages: list[dict[str, Any]], generation: GenerationSettings) -> Iterator[str]:
-        attributor = Attributor(self.hits, self.embedder, self.meaning_cosine, self.question)
+        attributor = Attributor(self.grounds, self.embedder, self.meaning_cosine, self.question)
         shown: list[AnswerSentence] = []
         pending = ""
         cut = False

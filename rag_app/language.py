@@ -19,6 +19,12 @@ QUESTION_WORDS_ZH = re.compile(
     r"什么|哪[些个里儿一种位家年天]?|怎么样?|怎样|如何|为何|为什么|多[少大长高久远重快]|几[个年月天次种]?|"
     r"谁|何时|何地|是否|吗|呢"
 )
+# English words that name what is asked for, not what it is about ("What colour is the beam?" is answered by "the
+# beam is green"): the counterpart of the Chinese question words. "what", "how"... are BM25 stop words already.
+QUESTION_WORDS_EN = frozenset({
+    "colour", "color", "year", "date", "day", "time", "name", "number", "size", "price", "cost", "height", "weight",
+    "length", "age", "amount", "many", "much", "long", "old", "far", "big", "kind", "type",
+})
 
 # Sentence ends: CJK full stops end a sentence where they stand; Latin ones only before a space.
 CJK_SENTENCE_ENDS = "。！？；…｡．"

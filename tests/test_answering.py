@@ -119,6 +119,17 @@ def test_auto_falls_back_to_the_passages_when_the_first_sentence_is_unsupported(
     assert answer.generated.startswith("The fountain is famous")
 
 
+def test_auto_answers_from_passages_relevant_to_this_question_not_an_earlier_topic(index, llm):
+    # A small model repeats the previous turn; the fountain passage in the prompt supports that sentence, but it is
+    # not relevant to the river question, so the answer falls back to the river passage's own words.
+    agent, _ = agent_with(index, llm, f"{FACT_SENTENCE} [2].", "auto")
+    history = [{"role": "user", "content": FACT_QUESTION}, {"role": "assistant", "content": f"{FACT_SENTENCE} [1]."}]
+    answer = agent.ask("Where does the Danube river end?", history=history)
+    assert any(hit.path.endswith("fountain.txt") for hit in answer.sources)
+    assert answer.mode == "extractive" and answer.text.startswith(RIVER_SENTENCE)
+    assert "Zorblax" not in answer.text
+
+
 def test_auto_keeps_the_checked_sentences_and_cuts_the_rest(index, llm):
     reply = f"{FACT_SENTENCE}. It was painted gold by the mayor in 1999. " + "More. " * 10
     agent, _ = agent_with(index, llm, reply, "auto")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag_app.index.lexical import TOKENIZER_VERSION, LexicalIndex, cjk_bigrams, tokenize
+from rag_app.index.lexical import TOKENIZER_VERSION, LexicalIndex, cjk_bigrams, question_terms, tokenize
 
 
 def test_english_is_lower_cased_stemmed_and_free_of_stop_words() -> None:
@@ -65,3 +65,10 @@ def test_a_saved_index_loads_without_pickle_and_answers_the_same(tmp_path):
     loaded = LexicalIndex.load(tmp_path / "lexical")
     for query in ("长江", "mice running memory", "GPT-2 的词汇表"):
         assert loaded.search(tokenize(query), 3) == index.search(tokenize(query), 3) != []
+
+
+def test_question_terms_leave_out_what_is_asked_for() -> None:
+    # "colour" names what is asked; the passage that answers says "green", so it must not dilute relevance
+    assert question_terms("What colour is the Vexmoor lighthouse beam?") == ["vexmoor", "lighthous", "beam"]
+    assert question_terms("How many years did it take?") == ["take"]
+    assert question_terms("长江有多长？") == ["长江", "江有"]
