@@ -4,7 +4,7 @@ the index picker with its stats, and ingestion of uploads or allowed server fold
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,13 @@ def default_concurrency(llm: ChatLLM) -> int:
 @dataclass(frozen=True)
 class UIOptions:
     """What the operator decides for every session: limits, allowed server folders, starting settings
-    (`concurrency` None: `default_concurrency` of the LLM)."""
+    (`concurrency` None: `default_concurrency` of the LLM), ingest options (the file limit is `max_upload_mb`)."""
 
     concurrency: int | None = None
     allowed_roots: AllowedRoots = field(default_factory=lambda: AllowedRoots([]))
     defaults: AgentSettings = field(default_factory=AgentSettings)
     max_upload_mb: float = 50.0
+    ingest: IngestOptions = field(default_factory=IngestOptions)
 
 
 def settings_inputs(defaults: AgentSettings) -> list[gr.components.Component]:
@@ -80,7 +81,7 @@ class Handlers:
     def __init__(self, catalog: IndexCatalog, options: UIOptions) -> None:
         self.catalog = catalog
         self.options = options
-        self.ingest_options = IngestOptions(max_file_mb=options.max_upload_mb)
+        self.ingest_options = replace(options.ingest, max_file_mb=options.max_upload_mb)
 
     def refresh_indexes(self, index: str | None) -> tuple[Any, str]:
         names = self.catalog.names()
