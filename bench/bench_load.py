@@ -96,7 +96,9 @@ class LoadResult:
         return "\n".join([
             f"{self.sessions} sessions for {self.seconds:.0f} s; ingest of {self.files} files "
             f"({counts.get('added', 0)} added, {self.ingest_report.get('chunks_written', 0)} chunks) took "
-            f"{self.ingest_seconds:.1f} s",
+            f"{self.ingest_seconds:.1f} s (upload included; the pipeline itself "
+            f"{self.ingest_report.get('seconds', 0):.1f} s, embedding "
+            f"{self.ingest_report.get('embed_seconds', 0):.1f} s)",
             "| per request (s) | p50 | p95 | max |", "|---|---|---|---|",
             row("latency (submit to answer)", self.latencies), row("queue wait (submit to start)", self.waits),
             f"requests {len(self.latencies)} · errors {len(self.errors)} · half-written {self.half_written} · "

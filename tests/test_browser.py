@@ -84,7 +84,7 @@ def test_a_hostile_query_in_a_step_title_is_inert(page):
     _ask(fresh, HOSTILE, 0)
     chatbot = fresh.locator("#chatbot")
     expect(chatbot.get_by_text("🔎 search_documents(<img src=x onerror=", exact=False).first).to_be_visible()
-    assert chatbot.locator("img[src='x']").count() == 0, "the query became an image element"
+    assert chatbot.locator("img[onerror]").count() == 0, "an event handler from the query reached the page"
     assert fresh.title() != "pwned", "the query ran as script"
     fresh.screenshot(path=str(ARTIFACTS / "hostile-step-title.png"))
     fresh.close()
