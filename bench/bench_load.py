@@ -16,6 +16,8 @@ ingest of 500 one-chunk files commits 8 times (half-written states exist for rea
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -143,7 +145,7 @@ def _one_request(client: Client, question: str, result: LoadResult, lock: thread
     while not job.done():
         if started is None and job.status().code in STARTED:
             started = time.monotonic()
-        time.sleep(0.05)
+        time.sleep(0.1)
     try:
         *_, details = job.result()
     except Exception as error:  # counted and shown: the goal is none
@@ -186,16 +188,36 @@ def _session(client: Client, word: str, clock: _Clock, result: LoadResult, lock:
             result.histories_mixed += 1
 
 
-def _ingest(client: Client, files: list[Path], result: LoadResult, clock: _Clock) -> None:
+def _ingest(url: str, files: list[Path], result: LoadResult, clock: _Clock) -> None:
+    """Upload every file in one request, as a browser does (gradio_client would send one request per file), then
+    ingest them through `/ingest_uploads` (Gradio's HTTP API: call, then read the event stream to its end)."""
     began = time.monotonic()
     try:
-        _, _, report, _ = client.predict([handle_file(str(path)) for path in files], None,
-                                         api_name="/ingest_uploads")
-        result.ingest_report = report
+        with contextlib.ExitStack() as stack:
+            parts = [("files", (path.name, stack.enter_context(path.open("rb")))) for path in files]
+            stored = httpx.post(f"{url}gradio_api/upload", files=parts, timeout=600).json()
+        uploads = [{"path": path, "orig_name": file.name, "meta": {"_type": "gradio.FileData"}}
+                   for path, file in zip(stored, files, strict=True)]
+        result.ingest_report = _call(url, "ingest_uploads", [uploads, None])[2]
     except Exception as error:  # counted and shown
         result.errors.append(f"ingest: {type(error).__name__}: {error}"[:300])
     result.ingest_seconds = time.monotonic() - began
     clock.ingested.set()
+
+
+def _call(url: str, endpoint: str, data: list) -> list:
+    """One call of a Gradio endpoint over its HTTP API: the final outputs."""
+    event = httpx.post(f"{url}gradio_api/call/{endpoint}", json={"data": data}, timeout=60).json()["event_id"]
+    kind = ""
+    with httpx.stream("GET", f"{url}gradio_api/call/{endpoint}/{event}", timeout=None) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                kind = line[len("event: "):]
+            elif line.startswith("data: ") and kind in ("complete", "error"):
+                if kind == "error":
+                    raise RuntimeError(f"{endpoint} failed: {line[len('data: '):]}")
+                return json.loads(line[len("data: "):])
+    raise RuntimeError(f"{endpoint} ended without a result")
 
 
 def _judge(result: LoadResult, answers: list[_Answer], published: float) -> None:
@@ -233,7 +255,7 @@ def run_load(url: str, pid: int, index_folder: Path, files: list[Path], sessions
     for user in users:
         user.start()
     time.sleep(min(5.0, seconds / 6))  # every session is asking before the ingest starts
-    _ingest(clients[-1], files, result, clock)
+    _ingest(url, files, result, clock)
     for user in users:
         user.join()
     result.rss_after = psutil.Process(pid).memory_info().rss
