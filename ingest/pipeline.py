@@ -20,7 +20,7 @@ import numpy as np
 
 from ingest.chunking import CHUNKER_VERSION, chunk_document
 from ingest.document import LoaderError
-from ingest.loaders import load_file
+from ingest.loaders import check_size, load_file
 from ingest.report import IngestProgress, IngestReport, Skipped
 from ingest.sampling import sample_texts
 from ingest.walk import walk
@@ -65,6 +65,7 @@ class Ingestor:
         self.chunking = self.options.chunking or ChunkingSettings(max_tokens=self.embedder.max_tokens)
         self.signature = ChunkerSignature(CHUNKER_VERSION, self.chunking, self.embedder.name,
                                           TOKENIZER_VERSION).to_json()
+        self._max_bytes = int(self.options.max_file_mb * 1024 * 1024)
         kind = self.options.vector_index
         if kind is not None and kind not in VECTOR_INDEX_KINDS:
             raise ValueError(f"unknown vector index {kind!r}: choose one of {', '.join(VECTOR_INDEX_KINDS)}")
@@ -212,8 +213,11 @@ class Ingestor:
         if same_chunker and previous.size == stat.st_size and previous.mtime_ns == stat.st_mtime_ns:
             report.unchanged.append(key)
             return None
-        try:
+        try:  # a file over the limit is skipped by its size, before a byte of it is read or hashed
+            check_size(stat.st_size, self._max_bytes)
             sha = file_sha256(path)
+        except LoaderError as error:
+            return _failed(FileRecord(key, stat.st_size, stat.st_mtime_ns, "", "", 0), str(error))
         except OSError as error:
             return _failed(FileRecord(key, stat.st_size, stat.st_mtime_ns, "", "", 0),
                            f"cannot read: {error.strerror or error}")
@@ -223,7 +227,7 @@ class Ingestor:
             report.unchanged.append(key)
             return None
         try:
-            document = load_file(path, max_bytes=int(self.options.max_file_mb * 1024 * 1024))
+            document = load_file(path, max_bytes=self._max_bytes)
             chunks = chunk_document(document, self.embedder.count_tokens, self.chunking)
         except LoaderError as error:
             return _failed(record, str(error))

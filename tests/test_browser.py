@@ -4,11 +4,14 @@ upload a file and ask about it. Screenshots go to test-artifacts/browser/."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
+from gradio.utils import get_upload_folder
 from playwright.sync_api import expect, sync_playwright
 
+from rag_app.ui.export import EXPORTS_FOLDER
 from tests.facts import FACT_QUESTION
 from tests.test_ui_handlers import make_catalog, serve
 
@@ -70,3 +73,34 @@ def test_upload_ingest_and_ask_about_it(page, tmp_path):
     expect(chatbot.get_by_text("<script>document.title='pwned'</script>", exact=False).first).to_be_visible()
     assert page.title() != "pwned", "document text ran as script"
     page.screenshot(path=str(ARTIFACTS / "upload-and-ask.png"))
+
+
+HOSTILE = "<img src=x onerror=\"document.title='pwned'\"> When does the Zorblax fountain spray?"
+
+
+def test_a_hostile_query_in_a_step_title_is_inert(page):
+    fresh = page.context.new_page()
+    fresh.goto(page.url)
+    _ask(fresh, HOSTILE, 0)
+    chatbot = fresh.locator("#chatbot")
+    expect(chatbot.get_by_text("🔎 search_documents(<img src=x onerror=", exact=False).first).to_be_visible()
+    assert chatbot.locator("img[onerror]").count() == 0, "an event handler from the query reached the page"
+    assert fresh.title() != "pwned", "the query ran as script"
+    fresh.screenshot(path=str(ARTIFACTS / "hostile-step-title.png"))
+    fresh.close()
+
+
+def test_exports_are_removed_when_the_session_ends(page):
+    root = Path(get_upload_folder()) / EXPORTS_FOLDER
+    before = set(root.glob("*")) if root.exists() else set()
+    fresh = page.context.new_page()
+    fresh.goto(page.url)
+    fresh.locator("#export-md").click()
+    expect(fresh.locator("#export-file").get_by_text(re.compile(r"conversation-.*\.md"))).to_be_visible(timeout=30_000)
+    [folder] = set(root.glob("*")) - before
+    assert [file.suffix for file in folder.iterdir()] == [".md"]
+    fresh.close()
+    deadline = time.monotonic() + 60  # Gradio notices a closed tab at its next heartbeat (every 15 s)
+    while folder.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not folder.exists(), "the session's export stayed on the server after its tab closed"

@@ -163,3 +163,31 @@ def test_a_folder_that_is_not_an_index_is_not_written_into(tmp_path, embedder):
     with pytest.raises(IndexCorruptError, match="holds no rag_app index"):
         ingest([Path(__file__)], folder, embedder)
     assert [path.name for path in folder.iterdir()] == ["holiday.jpg"]
+
+
+_opened: list[str] | None = None  # the paths an `open` audit event named while a test listens
+
+
+def _record_opens(event: str, args: tuple) -> None:
+    if event == "open" and _opened is not None and isinstance(args[0], (str, bytes, os.PathLike)):
+        _opened.append(os.fsdecode(args[0]))
+
+
+def test_an_oversized_file_is_skipped_by_its_size_before_any_read(tmp_path, embedder):
+    global _opened
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "good.txt").write_text(GOOD["good.txt"], encoding="utf-8")
+    big = folder / "big.txt"
+    big.write_text("lighthouse " * 400, encoding="utf-8")  # 4.4 KB, over a 4 KB limit
+    sys.addaudithook(_record_opens)  # every open() in this process, C or Python, raises an "open" audit event
+    _opened = []
+    try:
+        report = ingest([folder], tmp_path / "index", embedder, OPTIONS)
+        opened = list(_opened)
+    finally:
+        _opened = None
+    assert reasons_by_name([(item.path, item.reason) for item in report.skipped]) == {
+        "big.txt": "file is 0.0 MB, over the 0.0 MB limit; raise --max-file-mb"}
+    assert str(folder / "good.txt") in opened, "the audit hook must see the files that are read"
+    assert str(big) not in opened, "the oversized file was opened (read or hashed) before its size was checked"

@@ -7,6 +7,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,14 +30,15 @@ def make_catalog(fact_index: Path, tmp: Path, models: ModelSettings | None = Non
 
 
 @contextmanager
-def serve(catalog: IndexCatalog, allowed_root: Path | None = None, port: int = 0) -> Iterator[str]:
-    """The UI served in this process (the session's models are reused), closed afterwards."""
+def serve(catalog: IndexCatalog, allowed_root: Path | None = None, port: int = 0, **options: Any) -> Iterator[str]:
+    """The UI served in this process (the session's models are reused), closed afterwards; `options` override
+    the UIOptions fields."""
     if not port:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
     options = UIOptions(concurrency=2, defaults=FAST, max_upload_mb=1,
-                        allowed_roots=AllowedRoots([allowed_root] if allowed_root else []))
+                        allowed_roots=AllowedRoots([allowed_root] if allowed_root else []), **options)
     app = launch(build_app(catalog, options), host="127.0.0.1", port=port, share=False, auth=None,
                  max_upload_mb=1, block=False)
     try:

@@ -45,7 +45,7 @@ def _read(path: Path, max_bytes: int | None) -> bytes:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):
             raise LoaderError("not a regular file (a directory, pipe or device)")
-        _check_size(info.st_size, max_bytes)
+        check_size(info.st_size, max_bytes)
         with path.open("rb") as handle:
             data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
     except FileNotFoundError as exc:
@@ -54,13 +54,14 @@ def _read(path: Path, max_bytes: int | None) -> bytes:
         raise LoaderError("permission denied: make the file readable") from exc
     except OSError as exc:
         raise LoaderError(f"cannot read file: {exc.strerror or exc}") from exc
-    _check_size(len(data), max_bytes)
+    check_size(len(data), max_bytes)
     if not data:
         raise LoaderError("empty file")
     return data
 
 
-def _check_size(size: int, max_bytes: int | None) -> None:
+def check_size(size: int, max_bytes: int | None) -> None:
+    """Refuse a file over `max_bytes` with a LoaderError that says how to raise the limit."""
     if max_bytes is not None and size > max_bytes:
         limit = f"{max_bytes / _MB:.1f} MB"
         raise LoaderError(f"file is {size / _MB:.1f} MB, over the {limit} limit; raise --max-file-mb")

@@ -111,6 +111,10 @@ class Index:
     def neighbours(self, chunk: Chunk, radius: int = 1) -> list[Chunk]:
         return self.backend.neighbours(chunk, radius)
 
+    def files(self) -> list[str]:
+        """The stored paths of the documents this index holds, sorted."""
+        return sorted(self.backend.files())
+
     def stats(self) -> dict[str, Any]:
         """Files, chunks, embedder, dimension and last update."""
         return self.backend.stats()

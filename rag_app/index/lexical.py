@@ -94,6 +94,8 @@ class LexicalIndex:
     def load(cls, directory: Path) -> LexicalIndex:
         ids = np.load(directory / "ids.npy", allow_pickle=False)
         retriever = bm25s.BM25.load(str(directory), allow_pickle=False) if len(ids) else None
+        if retriever is not None and retriever.scores.get("num_docs") != len(ids):
+            raise ValueError(f"{directory} holds {len(ids)} chunk ids for {retriever.scores.get('num_docs')} documents")
         return cls(ids, retriever)
 
     def document_frequency(self, term: str) -> int:

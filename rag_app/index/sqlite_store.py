@@ -147,6 +147,11 @@ class SQLiteStore:
         if status != "ok" or not {"meta", "files", "chunks", "vectors"} <= tables:
             raise self._corrupt(status if status != "ok" else "tables are missing")
         version = self.meta().get("format_version")
+        if isinstance(version, int) and version > FORMAT_VERSION:
+            raise IndexCorruptError(
+                f"index at {self.directory} has format version {version}, written by a newer rag_app; this one "
+                f"reads version {FORMAT_VERSION}: upgrade rag_app to open it (it was left untouched)"
+            )
         if version != FORMAT_VERSION:
             raise IndexCorruptError(
                 f"index at {self.directory} has format version {version}; this rag_app reads version "

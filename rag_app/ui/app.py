@@ -4,7 +4,7 @@ the index picker with its stats, and ingestion of uploads or allowed server fold
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,9 @@ from ingest.report import IngestReport
 from rag_app.config import AgentSettings, IngestOptions
 from rag_app.models.chat import ChatLLM
 from rag_app.ui.chat import Answers, make_respond, ui_knobs
-from rag_app.ui.export import conversation_turns, to_json, to_markdown, write_export
+from rag_app.ui.export import conversation_turns, remove_exports, to_json, to_markdown, write_export
 from rag_app.ui.indexes import IndexCatalog, progress_bar, run_ingest, save_uploads
+from rag_app.ui.manage import IndexManager
 from rag_app.ui.render import Message, client_safe
 from rag_app.ui.security import AllowedRoots
 
@@ -36,12 +37,13 @@ def default_concurrency(llm: ChatLLM) -> int:
 @dataclass(frozen=True)
 class UIOptions:
     """What the operator decides for every session: limits, allowed server folders, starting settings
-    (`concurrency` None: `default_concurrency` of the LLM)."""
+    (`concurrency` None: `default_concurrency` of the LLM), ingest options (the file limit is `max_upload_mb`)."""
 
     concurrency: int | None = None
     allowed_roots: AllowedRoots = field(default_factory=lambda: AllowedRoots([]))
     defaults: AgentSettings = field(default_factory=AgentSettings)
     max_upload_mb: float = 50.0
+    ingest: IngestOptions = field(default_factory=IngestOptions)
 
 
 def settings_inputs(defaults: AgentSettings) -> list[gr.components.Component]:
@@ -79,7 +81,7 @@ class Handlers:
     def __init__(self, catalog: IndexCatalog, options: UIOptions) -> None:
         self.catalog = catalog
         self.options = options
-        self.ingest_options = IngestOptions(max_file_mb=options.max_upload_mb)
+        self.ingest_options = replace(options.ingest, max_file_mb=options.max_upload_mb)
 
     def refresh_indexes(self, index: str | None) -> tuple[Any, str]:
         names = self.catalog.names()
@@ -104,19 +106,28 @@ class Handlers:
         except Exception as error:
             raise gr.Error(str(error)) from error
 
-    def export_markdown(self, history: list[Message], answers: Answers, index: str | None) -> str:
+    def export_markdown(self, history: list[Message], answers: Answers, index: str | None,
+                        request: gr.Request) -> str:
         turns = conversation_turns(history or [], answers or {})
-        return write_export(to_markdown(turns, index or self.catalog.default_name), ".md")
+        return write_export(to_markdown(turns, index or self.catalog.default_name), ".md", request.session_hash)
 
-    def export_json(self, history: list[Message], answers: Answers, index: str | None) -> str:
+    def export_json(self, history: list[Message], answers: Answers, index: str | None, request: gr.Request) -> str:
         turns = conversation_turns(history or [], answers or {})
-        return write_export(to_json(turns, index or self.catalog.default_name), ".json")
+        return write_export(to_json(turns, index or self.catalog.default_name), ".json", request.session_hash)
+
+    @staticmethod
+    def end_session(request: gr.Request) -> None:
+        """The browser tab closed: remove the session's exports."""
+        remove_exports(request.session_hash)
 
 
 def _documents_column(catalog: IndexCatalog, options: UIOptions,
                       handlers: Handlers) -> tuple[gr.Dropdown, gr.Markdown]:
     """The index picker with its stats, and ingestion of uploads or allowed server folders."""
-    index = gr.Dropdown(catalog.names(), value=catalog.default_name, label="Index", elem_id="index-picker")
+    # Any name is accepted here and checked by the catalogue (names only, never paths), so that an index another
+    # session created is usable at once, without a page reload.
+    index = gr.Dropdown(catalog.names(), value=catalog.default_name, label="Index", elem_id="index-picker",
+                        allow_custom_value=True)
     stats = gr.Markdown(catalog.stats_markdown(catalog.default_name), elem_id="index-stats")
     gr.Markdown(catalog.model_markdown(), elem_id="model-info")
     refresh = gr.Button("Refresh indexes", size="sm")
@@ -131,12 +142,14 @@ def _documents_column(catalog: IndexCatalog, options: UIOptions,
         report_text = gr.Markdown("", elem_id="ingest-report")
         with gr.Accordion("Ingestion report (JSON)", open=False):
             report_json = gr.JSON(label="Ingestion report")
+    manager = IndexManager(catalog)
+    documents = manager.build(index, stats)
     outputs = [progress, report_text, report_json, stats]
     ingest_button.click(handlers.ingest_uploads, [uploads, index], outputs, api_name="ingest_uploads",
-                        concurrency_limit=1, concurrency_id="ingest")
+                        concurrency_limit=1, concurrency_id="ingest").then(manager.documents, [index], [documents])
     if options.allowed_roots:
         folder_button.click(handlers.ingest_folder, [folder, index], outputs, api_name="ingest_folder",
-                            concurrency_limit=1, concurrency_id="ingest")
+                            concurrency_limit=1, concurrency_id="ingest").then(manager.documents, [index], [documents])
     refresh.click(handlers.refresh_indexes, [index], [index, stats], api_name="indexes")
     index.change(catalog.stats_markdown, [index], [stats], api_visibility="private")
     return index, stats
@@ -184,6 +197,7 @@ def build_app(catalog: IndexCatalog, options: UIOptions | None = None) -> gr.Blo
             with gr.Column(scale=3):
                 _chat_column(catalog, options, handlers, index)
         app.load(handlers.refresh_indexes, [index], [index, stats], api_visibility="private")
+        app.unload(handlers.end_session)
     return app
 
 

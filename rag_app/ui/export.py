@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
-import tempfile
+import re
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gradio.utils import get_upload_folder
+
 from rag_app.prompt import message_text
 from rag_app.ui.render import Message, answer_text, is_thought, unescape
+
+EXPORTS_FOLDER = "rag_app-exports"
 
 
 def conversation_turns(history: Sequence[Message], answers: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -28,7 +33,8 @@ def conversation_turns(history: Sequence[Message], answers: Mapping[str, dict[st
             if details is not None:
                 turns[-1]["details"] = details
             else:
-                turns[-1]["steps"].append({"title": metadata.get("title"), "content": unescape(text)})
+                turns[-1]["steps"].append({"title": unescape(str(metadata.get("title") or "")),
+                                           "content": unescape(text)})
         else:
             turns[-1]["answer"] = answer_text(message)
     return turns
@@ -57,9 +63,21 @@ def to_markdown(turns: Sequence[dict[str, Any]], index: str) -> str:
     return "\n".join(lines)
 
 
-def write_export(text: str, suffix: str) -> str:
-    """The export as a file Gradio can offer for download."""
-    folder = Path(tempfile.mkdtemp(prefix="rag_app-export-"))
+def exports_folder(session: str) -> Path:
+    """A session's own export folder, inside Gradio's cache so that Gradio serves the file as is (no copy it would
+    keep): removing the folder removes every export of the session."""
+    return Path(get_upload_folder()) / EXPORTS_FOLDER / (re.sub(r"[^A-Za-z0-9_-]", "", session) or "no-session")
+
+
+def write_export(text: str, suffix: str, session: str) -> str:
+    """The export as a file Gradio can offer for download, in the session's export folder."""
+    folder = exports_folder(session)
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"conversation-{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
     path.write_text(text, encoding="utf-8")
     return str(path)
+
+
+def remove_exports(session: str) -> None:
+    """Delete a finished session's exports."""
+    shutil.rmtree(exports_folder(session), ignore_errors=True)

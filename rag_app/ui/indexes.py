@@ -1,16 +1,21 @@
-"""The indexes a UI user can pick (under the indexes folder, plus the one the app started with), one agent each."""
+"""The indexes a UI user can pick, create and delete (under the indexes folder, plus the one the app started
+with), one agent each; uploads stored so that they never collide; documents removed from an index."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from queue import Empty, Queue
 from typing import Any
 
-from ingest.pipeline import ingest
+from ingest.pipeline import file_sha256, ingest
+from ingest.remove import remove_documents
 from ingest.report import IngestProgress, IngestReport
 from rag_app.agent import RagAgent
 from rag_app.config import AgentSettings, IngestOptions, ModelSettings
@@ -20,10 +25,20 @@ from rag_app.models.chat import ChatLLM
 from rag_app.models.registry import embedder_choice, load_llm
 
 UPLOADS_FOLDER = "uploads"
+INDEX_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
+NAME_RULE = "1-48 letters, digits, '-' or '_', starting with a letter or digit"
 
 
 class UnknownIndexError(ValueError):
     """An index name that is not in the catalogue (never a path: clients cannot point the app at folders)."""
+
+
+class IndexNameError(ValueError):
+    """A new index name that is malformed or taken, or an index that cannot be deleted."""
+
+
+class UnknownDocumentError(ValueError):
+    """A document path that the chosen index does not hold."""
 
 
 class IndexCatalog:
@@ -83,6 +98,49 @@ class IndexCatalog:
                 self._agents[folder] = RagAgent(index, self.llm(), self.settings, ActionRecords.shared())
             return self._agents[folder]
 
+    def create(self, name: str) -> str:
+        """Start an empty index `name` under the root, with the app's embedder (so no second model loads)."""
+        name = (name or "").strip()
+        if not INDEX_NAME.fullmatch(name):
+            raise IndexNameError(f"{name!r} is not a valid index name: use {NAME_RULE}")
+        if name in self.folders() or (self.root / name).exists():
+            raise IndexNameError(f"an index named {name!r} exists already: pick it in the list, or choose another name")
+        self.root.mkdir(parents=True, exist_ok=True)
+        ingest([], self.root / name, self.index(None).embedder)  # publishes an empty state readers can open
+        return name
+
+    def delete(self, name: str | None) -> None:
+        """Delete index `name` (never the app's own) with the writer's lock held, so no ingest is cut short."""
+        folder = self.path(name)
+        if folder == self.default or folder.parent != self.root:
+            raise IndexNameError(f"{folder.name!r} is the app's own index and cannot be deleted from the UI")
+        with self._lock:
+            reader = self._indexes.pop(folder, None)
+            self._agents.pop(folder, None)
+        embedder = reader.embedder if reader is not None else self.index(None).embedder
+        retired = self.root / f".deleted-{folder.name}-{uuid.uuid4().hex[:8]}"
+        with Index.create(folder, embedder):  # refused while an ingest writes; the name goes away at once
+            folder.rename(retired)
+        shutil.rmtree(retired, ignore_errors=True)
+        if reader is not None:
+            reader.close()
+
+    def documents(self, name: str | None) -> list[str]:
+        """The stored paths of the documents index `name` holds."""
+        return self.index(name).files()
+
+    def remove_document(self, name: str | None, path: str) -> None:
+        """Remove one document from index `name`; a stored upload's own copy is deleted with it."""
+        index = self.index(name)
+        if path not in index.files():
+            raise UnknownDocumentError(f"index {Path(index.location).name!r} holds no document {path!r}: refresh "
+                                       "the list and choose one of its documents")
+        remove_documents([path], index.location, index.embedder)
+        uploads = Path(index.location) / UPLOADS_FOLDER
+        stored = Path(path).parent
+        if stored.parent == uploads:  # uploads/<content hash>/<name>: the folder is this upload's own
+            shutil.rmtree(stored, ignore_errors=True)
+
     def model_markdown(self) -> str:
         """Which model answers and where it runs, as Markdown (the error when it cannot be reached)."""
         try:
@@ -108,14 +166,18 @@ class IndexCatalog:
 
 
 def save_uploads(files: Sequence[str | Path], index_folder: Path) -> list[Path]:
-    """Copy uploaded files (Gradio's temporary copies) next to the index, so that their paths stay valid."""
-    target = index_folder / UPLOADS_FOLDER
-    target.mkdir(parents=True, exist_ok=True)
+    """Copy uploaded files (Gradio's temporary copies) next to the index, each as uploads/<content hash>/<its own
+    name>: uploads of the same name by two users never overwrite each other, and sources keep the file's name."""
     saved = []
     for file in files:
         source = Path(file)
-        destination = target / source.name
-        shutil.copyfile(source, destination)
+        folder = index_folder / UPLOADS_FOLDER / file_sha256(source)[:32]
+        folder.mkdir(parents=True, exist_ok=True)
+        destination = folder / source.name
+        if not destination.exists():  # the same name and content: the same file, already stored
+            staging = folder / f".{source.name}.{uuid.uuid4().hex}"
+            shutil.copyfile(source, staging)
+            os.replace(staging, destination)  # never a half-copied file under the real name
         saved.append(destination)
     return saved
 

@@ -86,8 +86,9 @@ def render_sources(answer: Answer, turn_id: str) -> Message:
 
 
 def render_step(step: Step) -> Message:
-    """An agent step as a collapsible chat message (Gradio message metadata)."""
-    title = f"🔎 {step.tool}({step.tool_input})" if step.tool else f"💭 {step.kind}"
+    """An agent step as a collapsible chat message (Gradio message metadata); the title is Markdown too, and
+    holds the user's query, so it is escaped like the content."""
+    title = f"🔎 {escape(step.tool)}({escape(step.tool_input)})" if step.tool else f"💭 {escape(step.kind)}"
     return {"role": "assistant", "content": escape(step.content), "metadata": {"title": title, "status": "done"}}
 
 
