@@ -340,6 +340,15 @@ class SQLiteStore:
         matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), dimension)
         return ids, matrix
 
+    def tokens_of(self, ids: Sequence[int]) -> list[tuple[int, str]]:
+        """(id, stored tokens) of these chunks."""
+        found: list[tuple[int, str]] = []
+        with self._db_lock:
+            for batch in batched([int(value) for value in ids]):
+                marks = ",".join("?" * len(batch))
+                found.extend(self._db.execute(f"SELECT id, tokens FROM chunks WHERE id IN ({marks})", batch))
+        return found
+
     def all_tokens(self) -> list[tuple[int, str, str, str | None]]:
         """Every chunk's (id, stored tokens, text, chunker signature), in id order, for building the BM25 copy."""
         with self._db_lock:
