@@ -17,6 +17,7 @@ from rag_app.config import AgentSettings, GenerationSettings
 from rag_app.index import Index
 from rag_app.models.llm import LocalLLM
 from rag_app.react import DECIDE_TOKENS, NATIVE_PROTOCOL, READ_TOOL, SEARCH_TOOL, TEXT_PROTOCOL, TOOL_SPECS
+from tests.backends import fresh_location
 from tests.facts import FACT, FACT_QUESTION
 
 SHORT = GenerationSettings(max_new_tokens=6)
@@ -41,13 +42,13 @@ class ScriptedDecisions(LocalLLM):
 
 
 @pytest.fixture(scope="module")
-def index_dir(tmp_path_factory, fact_corpus, embedder):
-    """The shared fact corpus plus one long file that is split into several chunks."""
+def index_dir(request, backend_kind, tmp_path_factory, fact_corpus, embedder):
+    """The shared fact corpus plus one long file that is split into several chunks, on each backend."""
     folder = tmp_path_factory.mktemp("agent_corpus")
     for path in fact_corpus.iterdir():
         (folder / path.name).write_text(path.read_text())
     (folder / "lighthouse.md").write_text("# Brannock lighthouse\n\n" + LIGHTHOUSE + "\n")
-    index = tmp_path_factory.mktemp("agent_index") / "index"
+    index = fresh_location(request, backend_kind, tmp_path_factory.mktemp("agent_index"))
     assert ingest([folder], index, embedder).ok
     return index
 

@@ -1,12 +1,14 @@
 """Copying an index to another location (a folder into PostgreSQL, or back) with its vectors: nothing is re-embedded.
 
-Files go over in batches, each batch one transaction in the target; a file already there with the same content
-and chunker is left as it is, so a copy that was stopped finishes when it is run again.
+Into an empty target the whole copy is one transaction (`bulk_load`: the search indexes are built once at the
+end); into one that holds files, each batch is a transaction and a file already there with the same record is
+left as it is. Either way a copy that was stopped leaves a consistent target and finishes when run again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,13 +65,14 @@ def _copy_files(reader: IndexBackend, writer: IndexBackend, meta: dict[str, Any]
             report.unchanged += 1
         else:
             todo.append(path)
-    for batch in batched(todo, BATCH_FILES):
-        files = reader.file_chunks(batch)
-        hashes = [chunk.content_hash for item in files for chunk in item.chunks]
-        writer.replace_files(files, reader.known_vectors(hashes))
-        report.files += len(files)
-        report.chunks += len(hashes)
-        if progress:
-            progress(report, len(todo))
+    with writer.bulk_load() if not present else nullcontext():
+        for batch in batched(todo, BATCH_FILES):
+            files = reader.file_chunks(batch)
+            hashes = [chunk.content_hash for item in files for chunk in item.chunks]
+            writer.replace_files(files, reader.known_vectors(hashes))
+            report.files += len(files)
+            report.chunks += len(hashes)
+            if progress:
+                progress(report, len(todo))
     writer.finish_write()
     return report

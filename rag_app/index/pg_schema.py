@@ -39,20 +39,23 @@ CREATE TABLE postings (
     term_id integer NOT NULL, chunk_id bigint NOT NULL, tf smallint NOT NULL, dl integer NOT NULL,
     impact real NOT NULL
 );
-CREATE INDEX postings_by_term ON postings (term_id, impact DESC) INCLUDE (chunk_id, tf, dl);
-CREATE INDEX postings_by_chunk ON postings (chunk_id);
+{postings_indexes}
 CREATE TABLE lexical_stats (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), chunks bigint NOT NULL, tokens bigint NOT NULL
 );
 INSERT INTO lexical_stats VALUES (true, 0, 0);
 """
+# postings_by_term covers the search's reads (index-only scans); postings_by_chunk serves deletes
+POSTINGS_INDEXES_DDL = """CREATE INDEX postings_by_term ON postings (term_id, impact DESC) INCLUDE (chunk_id, tf, dl);
+CREATE INDEX postings_by_chunk ON postings (chunk_id);"""
+DROP_SEARCH_INDEXES_DDL = "DROP INDEX chunks_embedding, postings_by_term, postings_by_chunk"
 HNSW_DDL = (f"CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding vector_ip_ops) "
             f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION});")
 
 
 def schema_ddl(dimension: int) -> str:
     """The tables of a new index whose vectors have `dimension` floats."""
-    return SCHEMA_DDL.format(dimension=int(dimension), hnsw=HNSW_DDL)
+    return SCHEMA_DDL.format(dimension=int(dimension), hnsw=HNSW_DDL, postings_indexes=POSTINGS_INDEXES_DDL)
 
 
 def vector_column_ddl(dimension: int) -> str:

@@ -102,7 +102,8 @@ def search_parameters(query: Query, request: SearchRequest) -> dict[str, Any]:
         "dense_pool": request.pool if request.mode != "lexical" else 0,
         "lexical_pool": request.pool if request.mode != "dense" else 0,
         "exact_below": EXACT_BELOW, "per_term": PER_TERM, "depth": DEPTH,
-        "rrf_k": request.rrf_k, "dense_weight": request.dense_weight, "limit": request.pool,
+        "rrf_k": request.rrf_k, "dense_weight": request.dense_weight,
+        "limit": 2 * request.pool,  # every fused row, as the local backend returns them
     }
 
 

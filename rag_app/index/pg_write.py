@@ -48,8 +48,9 @@ COPY_BLOCK = 20_000  # postings lines per write to the COPY stream
 
 def delete_paths(db: Any, paths: Sequence[str]) -> None:
     """Remove these files, their chunks and postings, and take them out of the term and collection statistics."""
-    if paths:
-        db.execute(DELETE_SQL, {"paths": list(paths)})
+    stored = db.execute("SELECT path FROM files WHERE path = ANY(%s::text[])", (list(paths),)).fetchall()
+    if stored:  # new files have nothing to delete (and a bulk load has no postings_by_chunk to find it with)
+        db.execute(DELETE_SQL, {"paths": [row[0] for row in stored]})
 
 
 def insert_files(db: Any, files: Sequence[FileChunks], vectors: Mapping[str, np.ndarray]) -> None:

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +223,10 @@ class SQLiteStore:
                 self._db.rollback()
                 raise
             self._db.commit()
+
+    def bulk_load(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A first large load as one transaction (the search copies are built once, by `finish_write`)."""
+        return self.transaction()
 
     def reset_embeddings(self, facts: IndexFacts) -> None:
         """Forget every vector (a new embedder); chunks stay, and are re-chunked or re-embedded by the caller."""
