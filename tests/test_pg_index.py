@@ -153,3 +153,17 @@ def test_the_recorded_facts_are_checked_on_open(request, tmp_path, embedder):
     backend.close()
     with pytest.raises(IndexCorruptError, match="format version 99; this rag_app reads version 1: re-ingest"):
         Index.open(url, embedder)
+
+
+def test_the_app_and_the_cli_take_a_database_url(twins, tmp_path):
+    from app import parse_args
+    from rag_app.ui.indexes import IndexCatalog
+
+    _, postgres = twins
+    assert parse_args(["--index", postgres.location]).index == postgres.location  # not folded into a Path
+    catalog = IndexCatalog(tmp_path, postgres.location)
+    schema = postgres.location.rsplit("schema=", 1)[1]
+    assert catalog.default_name == schema and catalog.names() == [schema]
+    assert catalog.index(None).stats()["chunks"] == postgres.stats()["chunks"]
+    assert catalog.path(None) == tmp_path.resolve() / schema  # uploads are kept under the indexes folder
+    assert schema in catalog.stats_markdown(None)

@@ -10,10 +10,11 @@ from rag_app.index.errors import (
     IndexNotFoundError,
 )
 from rag_app.index.index import Index, choose_embedder
+from rag_app.index.location import display_name as index_name
 from rag_app.index.location import index_location
 
 __all__ = [
     "ChunkerSignature", "CopyReport", "EmbedderMismatchError", "FileChunks", "FileRecord", "Index", "IndexBackend",
     "IndexBusyError", "IndexCorruptError", "IndexError_", "IndexFacts", "IndexNotFoundError", "Query",
-    "choose_embedder", "copy_index", "index_location",
+    "choose_embedder", "copy_index", "index_location", "index_name",
 ]
