@@ -155,10 +155,15 @@ def test_the_recorded_facts_are_checked_on_open(request, tmp_path, embedder):
         Index.open(url, embedder)
 
 
-def test_the_app_and_the_cli_take_a_database_url(twins, tmp_path):
+def test_the_app_and_the_cli_take_a_database_url(request, twins, tmp_path):
     from app import parse_args
+    from rag_app.cli import ingest_main
     from rag_app.ui.indexes import IndexCatalog
 
+    (tmp_path / "ferry.txt").write_text("The ferry to the island leaves at noon.", encoding="utf-8")
+    url = fresh_location(request, "postgresql", tmp_path)
+    assert ingest_main([str(tmp_path / "ferry.txt"), "--index", url, "--quiet", "--embedder", "all-MiniLM-L6-v2"]) == 0
+    assert Index.open(url).stats()["files"] == 1
     _, postgres = twins
     assert parse_args(["--index", postgres.location]).index == postgres.location  # not folded into a Path
     catalog = IndexCatalog(tmp_path, postgres.location)
