@@ -107,7 +107,8 @@ class PostgresBackend:
         backend = cls(url, connection, schema, writer=False)
         try:
             if not backend._tables():
-                raise IndexNotFoundError(f"no index at {shown(url)}: build one with `rag-ingest PATH --index {shown(url)}`")
+                raise IndexNotFoundError(
+                    f"no index at {shown(url)}: build one with `rag-ingest PATH --index {shown(url)}`")
             backend._check_readable()
         except BaseException:
             connection.close()
