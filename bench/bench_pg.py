@@ -41,6 +41,7 @@ BENCH_SETTINGS = {
 
 
 def timed_copy(source: Path, target: str) -> float:
+    """Copy a local index into PostgreSQL with copy_index and print how long it took."""
     began = time.perf_counter()
     report = copy_index(source, target)
     seconds = time.perf_counter() - began
@@ -50,10 +51,12 @@ def timed_copy(source: Path, target: str) -> float:
 
 
 def describe_load() -> str:
+    """The load average, printed next to every figure."""
     return "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
 
 def quality(args: argparse.Namespace, url: str) -> None:
+    """Part 1: nDCG@10 per mode on SciFact train, local against its copy in PostgreSQL."""
     corpus = load_beir(SCIFACT, "train")
     local, names, seconds = open_or_build(corpus, args.scifact_index, "all-MiniLM-L6-v2", "cpu")
     print(f"\n## Quality: SciFact train ({len(corpus.judged_queries())} judged queries, "
@@ -76,6 +79,7 @@ def quality(args: argparse.Namespace, url: str) -> None:
 
 
 def ingest_time(args: argparse.Namespace, url: str) -> None:
+    """Part 2: the same abstracts ingested into a new index of each backend."""
     corpus = load_beir(SCIFACT, "train")
     documents = dict(list(corpus.documents.items())[:args.ingest_docs])
     print(f"\n## Ingest: {len(documents)} SciFact abstracts as files, MiniLM on CPU")
@@ -91,6 +95,7 @@ def ingest_time(args: argparse.Namespace, url: str) -> None:
 
 
 def latency(args: argparse.Namespace, url: str) -> None:
+    """Part 3: query latency per mode at 100k chunks, local against its copy in PostgreSQL."""
     embedder = load_embedder("all-MiniLM-L6-v2", "cpu")
     if not Index.exists(args.large_index):
         documents, titles, _ = load_documents()
@@ -131,6 +136,7 @@ def time_queries(index: Index, queries: list[str], options: SearchOptions) -> tu
 
 
 def main() -> None:
+    """Start a PostgreSQL (temporary, or kept in --pg-dir) and run the chosen parts."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scifact-index", type=Path, default=Path("/tmp/rag_pg_bench/scifact-local"))
     parser.add_argument("--large-index", type=Path, default=Path("/tmp/rag_pg_bench/local-100k"))

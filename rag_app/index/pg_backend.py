@@ -210,6 +210,7 @@ class PostgresBackend:
             return self._db.execute(sql, parameters, **options)
 
     def meta(self) -> dict[str, Any]:
+        """The facts that built the index (the `meta` table)."""
         return dict(self._execute("SELECT key, value FROM meta").fetchall())
 
     def update_meta(self, values: Mapping[str, Any]) -> None:
@@ -217,6 +218,7 @@ class PostgresBackend:
             _set_meta(db, values)
 
     def stats(self) -> dict[str, Any]:
+        """Files, chunks, embedder, dimension, last update and generation."""
         meta = self.meta()
         return {"path": self.location, "files": self.count_files(), "chunks": self.count_chunks(),
                 "embedder": meta.get("embedder"), "dimension": meta.get("dimension"),
@@ -274,6 +276,7 @@ class PostgresBackend:
                                   "WHERE embedding IS NULL").fetchall())
 
     def add_vectors(self, vectors: Mapping[str, np.ndarray]) -> None:
+        """Store vectors for the chunks of these texts (after an embedder change)."""
         with self.transaction() as db, db.cursor() as cursor:
             cursor.executemany("UPDATE chunks SET embedding = %s WHERE content_hash = %s",
                                [(np.asarray(vector, dtype=np.float32), key) for key, vector in vectors.items()])
@@ -296,6 +299,7 @@ class PostgresBackend:
         return int(self._execute("SELECT count(*) FROM chunks").fetchone()[0])
 
     def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
+        """The stored chunks with these ids."""
         rows = self._execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id = ANY(%s::bigint[])",
                              ([int(value) for value in ids],)).fetchall()
         return {row[0]: _row_to_chunk(row) for row in rows}
