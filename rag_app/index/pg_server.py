@@ -424,7 +424,8 @@ class LocalPostgres:
             os.kill(pid, signal.SIGSTOP)
         except (ProcessLookupError, PermissionError):
             return
-        for child in _children(pid):
+        children = _children(pid)
+        for child in children:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 if os.getpgid(child) == child:
                     os.killpg(child, signal.SIGKILL)
@@ -436,8 +437,8 @@ class LocalPostgres:
             else:
                 os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
+        while time.monotonic() < deadline and any(_alive(process) for process in [pid, *children]):
+            time.sleep(0.05)  # a killed process takes a moment to die on a loaded machine
         if not _alive(pid):  # dead (maybe a zombie until init reaps it): its pid file would block the next start
             with contextlib.suppress(OSError):
                 (self.data_dir / "postmaster.pid").unlink()
