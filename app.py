@@ -14,8 +14,11 @@ M_ARENA_MAX, M_MMAP_THRESHOLD = -8, -3  # glibc's mallopt parameter numbers
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from rag_app.index import index_location
+
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--index", type=Path, default=DEFAULT_INDEX, help="index folder (default: %(default)s)")
+    parser.add_argument("--index", type=index_location, default=DEFAULT_INDEX,
+                        help="index folder, or postgresql://USER@HOST:PORT/DB?schema=NAME (default: %(default)s)")
     parser.add_argument("--indexes-dir", type=Path, default=DEFAULT_INDEX.parent,
                         help="folder whose indexes users can pick (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")

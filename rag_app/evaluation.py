@@ -21,7 +21,7 @@ from pathlib import Path, PurePath
 import numpy as np
 
 from rag_app.config import FUSION_METHODS, SEARCH_MODES, ModelSettings, SearchOptions
-from rag_app.index import Index
+from rag_app.index import Index, index_location
 from rag_app.models.embedder import Embedder
 from rag_app.models.registry import embedder_choice
 from rag_app.models.server_http import ServerError
@@ -219,7 +219,7 @@ def abstention(retriever: Retriever, questions_file: Path, options: SearchOption
 # ---- the index ---------------------------------------------------------------------------------------------
 
 
-def open_or_build(corpus: BeirCorpus, location: Path, embedder: str | Embedder | None, device: str
+def open_or_build(corpus: BeirCorpus, location: Path | str, embedder: str | Embedder | None, device: str
                   ) -> tuple[Index, dict[str, str], float | None]:
     """Reuse the index at `location` if it holds this corpus, else ingest the corpus into it (its embedder chosen
     by the same rule as rag-ingest's).
@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corpus", type=Path, action="append", required=True,
                         help="BEIR folder; repeat to search several corpora in one index")
     parser.add_argument("--split", default="test", help="qrels file to score against (default: %(default)s)")
-    parser.add_argument("--index", type=Path, help="index folder to build and keep, or reuse (default: temporary)")
+    parser.add_argument("--index", type=index_location, help="index folder or postgresql:// URL to build and keep, "
+                        "or reuse (default: a temporary folder)")
     parser.add_argument("--embedder", help="embedder id or folder (default: the index's own, else the one "
                         "rag-ingest would choose for the corpus)")
     parser.add_argument("--embedder-url", help="embed through an OpenAI-compatible server at this base URL "
@@ -304,7 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         corpus = merge_corpora([load_beir(folder, args.split) for folder in args.corpus])
         with tempfile.TemporaryDirectory(prefix="rag-eval-index-") as scratch:
-            location = (args.index or Path(scratch) / "index").expanduser().resolve()
+            location = args.index or Path(scratch) / "index"
+            location = location.expanduser().resolve() if isinstance(location, Path) else location
             models = ModelSettings.from_env(embedder=args.embedder, embedder_url=args.embedder_url)
             index, names, ingest_seconds = open_or_build(corpus, location, embedder_choice(models), args.device)
             embedder_name = index.embedder.name

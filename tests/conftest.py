@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends import backend_kind, index_location, pg_database  # noqa: F401 - fixtures for every module
 from tests.facts import DISTRACTORS, FACT
+from tests.pg_fixture import pg_server  # noqa: F401 - the session's PostgreSQL, started on first use
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -13,13 +13,14 @@ DISTRACTORS = {
 }
 
 
-def ingest_files(tmp_path_factory, name: str, files: dict[str, str], embedder) -> Path:
-    """Write `files` into a fresh folder, ingest it into a fresh index, and return the index folder."""
+def ingest_files(tmp_path_factory, name: str, files: dict[str, str], embedder, location=None) -> Path:
+    """Write `files` into a fresh folder, ingest it into a fresh index (or `location`), and return the index's
+    location."""
     from ingest.pipeline import ingest
 
     corpus = tmp_path_factory.mktemp(name)
     for file_name, text in files.items():
         (corpus / file_name).write_text(text, encoding="utf-8")
-    index = tmp_path_factory.mktemp(f"{name}_index") / "index"
+    index = location or tmp_path_factory.mktemp(f"{name}_index") / "index"
     assert ingest([corpus], index, embedder).ok
     return index

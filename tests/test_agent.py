@@ -14,9 +14,10 @@ import pytest
 from ingest.pipeline import ingest
 from rag_app.agent import RagAgent
 from rag_app.config import AgentSettings, GenerationSettings
-from rag_app.index import Index
+from rag_app.index import Index, copy_index
 from rag_app.models.llm import LocalLLM
 from rag_app.react import DECIDE_TOKENS, NATIVE_PROTOCOL, READ_TOOL, SEARCH_TOOL, TEXT_PROTOCOL, TOOL_SPECS
+from tests.backends import fresh_location
 from tests.facts import FACT, FACT_QUESTION
 
 SHORT = GenerationSettings(max_new_tokens=6)
@@ -57,6 +58,17 @@ def store(index_dir, embedder):
     return Index.open(index_dir, embedder)
 
 
+@pytest.fixture(scope="module")
+def any_store(request, backend_kind, index_dir, embedder):
+    """The same index on each backend (PostgreSQL: copied from the local one), for the tests that search and read
+    through the agent's tools (the others exercise the model and the window, the same on either backend)."""
+    if backend_kind == "local":
+        return Index.open(index_dir, embedder)
+    url = fresh_location(request, "postgresql", index_dir.parent)
+    copy_index(index_dir, url)
+    return Index.open(url, embedder)
+
+
 def make_agent(store, embedder, llm, replies=(), context_window=None, **fields) -> tuple[RagAgent, ScriptedDecisions]:
     scripted = ScriptedDecisions(llm, replies, context_window)
     settings = AgentSettings(max_steps=3, generation=SHORT).with_overrides(**fields)
@@ -67,8 +79,8 @@ def kinds(answer) -> list[tuple[str, str | None]]:
     return [(step.kind, step.tool) for step in answer.steps]
 
 
-def test_a_search_action_adds_new_passages_under_the_next_numbers(store, embedder, llm):
-    agent, scripted = make_agent(store, embedder, llm,
+def test_a_search_action_adds_new_passages_under_the_next_numbers(any_store, embedder, llm):
+    agent, scripted = make_agent(any_store, embedder, llm,
                                  ["Thought: I need the river.\nAction: search_documents[Danube Black Sea]",
                                   "Final Answer"], k=1)
     answer = agent.ask(FACT_QUESTION)
@@ -80,8 +92,8 @@ def test_a_search_action_adds_new_passages_under_the_next_numbers(store, embedde
     assert len(scripted.decisions) == 2
 
 
-def test_read_source_widens_the_passage_with_its_neighbours(store, embedder, llm):
-    agent, _ = make_agent(store, embedder, llm, ["Action: read_source[1]", "Final Answer"], k=1)
+def test_read_source_widens_the_passage_with_its_neighbours(any_store, embedder, llm):
+    agent, _ = make_agent(any_store, embedder, llm, ["Action: read_source[1]", "Final Answer"], k=1)
     before = agent.search("Brannock lighthouse logbook entry 5 misty", k=1)[0]
     answer = agent.ask("Brannock lighthouse logbook entry 5 misty")
     read = answer.steps[1]
@@ -93,16 +105,16 @@ def test_read_source_widens_the_passage_with_its_neighbours(store, embedder, llm
     assert read.content.startswith(f"[1] {after.chunk.label()}")
 
 
-def test_reading_a_missing_passage_is_an_observation_not_an_error(store, embedder, llm):
-    agent, _ = make_agent(store, embedder, llm, ["Action: read_source[9]", "Final Answer"], k=2)
+def test_reading_a_missing_passage_is_an_observation_not_an_error(any_store, embedder, llm):
+    agent, _ = make_agent(any_store, embedder, llm, ["Action: read_source[9]", "Final Answer"], k=2)
     answer = agent.ask(FACT_QUESTION)
     assert answer.steps[1].content == "there is no passage [9]; the passages are numbered 1 to 2"
     assert answer.sources and answer.text is not None
 
 
-def test_a_native_tool_call_is_followed(store, embedder, llm):
+def test_a_native_tool_call_is_followed(any_store, embedder, llm):
     call = '<tool_call>{"name": "search_documents", "arguments": {"query": "baking bread dough"}}</tool_call>'
-    agent, _ = make_agent(store, embedder, llm, [call, "Final Answer"], k=1)
+    agent, _ = make_agent(any_store, embedder, llm, [call, "Final Answer"], k=1)
     answer = agent.ask(FACT_QUESTION)
     assert answer.steps[1].tool_input == "baking bread dough"
     assert any(source.path.endswith("bread.md") for source in answer.sources)

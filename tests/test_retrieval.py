@@ -11,6 +11,7 @@ from rag_app.config import SearchOptions
 from rag_app.index.fusion import reciprocal_rank_fusion, weighted_fusion
 from rag_app.index.lexical import tokenize
 from rag_app.retrieval import Retriever, term_coverage
+from tests.backends import fresh_location
 
 BREAD = ("Knead the bread dough for ten minutes until it is smooth and elastic, then let it rise in a warm "
          "place until it has doubled in size.")
@@ -33,7 +34,7 @@ FILES = {
 
 
 @pytest.fixture(scope="module")
-def retriever(tmp_path_factory, embedder) -> Retriever:
+def retriever(request, backend_kind, tmp_path_factory, embedder) -> Retriever:
     from ingest.pipeline import ingest
     from rag_app.config import ChunkingSettings, IngestOptions
     from rag_app.index import Index
@@ -42,7 +43,7 @@ def retriever(tmp_path_factory, embedder) -> Retriever:
     for name, text in FILES.items():
         (corpus / name).parent.mkdir(parents=True, exist_ok=True)
         (corpus / name).write_text(text, encoding="utf-8")
-    index = tmp_path_factory.mktemp("retrieval_index") / "index"
+    index = fresh_location(request, backend_kind, tmp_path_factory.mktemp("retrieval_index"))
     options = IngestOptions(chunking=ChunkingSettings(max_tokens=32, overlap_tokens=0))
     report = ingest([corpus], index, embedder, options)
     assert report.ok and len(report.added) == len(FILES)
@@ -186,11 +187,12 @@ LEGS = {
 
 
 @pytest.fixture(scope="module")
-def legs(tmp_path_factory, embedder) -> Retriever:
+def legs(request, backend_kind, tmp_path_factory, embedder) -> Retriever:
     from rag_app.index import Index
     from tests.facts import ingest_files
 
-    return Retriever(Index.open(ingest_files(tmp_path_factory, "legs", LEGS, embedder), embedder))
+    location = fresh_location(request, backend_kind, tmp_path_factory.mktemp("legs_index"))
+    return Retriever(Index.open(ingest_files(tmp_path_factory, "legs", LEGS, embedder, location), embedder))
 
 
 def top(retriever: Retriever, query: str, mode: str, k: int = 3) -> list[str]:

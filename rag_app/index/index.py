@@ -14,8 +14,7 @@ from rag_app.config import DEFAULT_EMBEDDER, ENV_EMBEDDER
 from rag_app.index.backend import Candidates, IndexBackend, IndexFacts, Query, SearchRequest
 from rag_app.index.errors import EmbedderMismatchError
 from rag_app.index.lexical import question_terms, tokenize
-from rag_app.index.local import LocalBackend
-from rag_app.index.manifest import read_manifest
+from rag_app.index.location import backend_for, display_name
 from rag_app.language import cjk_share
 from rag_app.models.embedder import Embedder
 from rag_app.models.registry import shared_embedder
@@ -45,10 +44,7 @@ def choose_embedder(requested: str | None, recorded: str | None, sample: SampleT
 
 def recorded_embedder(location: Path | str) -> str | None:
     """The embedder an index at `location` says it was built with (None for a new or unreadable one)."""
-    try:
-        return (read_manifest(Path(location).expanduser()) or {}).get("embedder")
-    except (OSError, ValueError):
-        return None
+    return backend_for(location).recorded_embedder(location)
 
 
 class Index:
@@ -61,7 +57,7 @@ class Index:
     @classmethod
     def open(cls, location: Path | str, embedder: EmbedderChoice = None, device: str = "auto") -> Index:
         """Open an index for reading with the embedder it was built with; refuse another one (by name or dimension)."""
-        backend = LocalBackend.open(location)
+        backend = backend_for(location).open(location)
         meta = backend.meta()
         recorded, requested = meta.get("embedder"), _name_of(embedder)
         dimensions = {int(value) for value in (getattr(embedder, "dimension", None), meta.get("dimension")) if value}
@@ -75,16 +71,17 @@ class Index:
                sample: SampleTexts | None = None) -> Index:
         """Open (or start) an index for writing, with the lock held. A busy or damaged index is refused before
         any model loads; an embedder other than the recorded one is allowed (ingestion then re-embeds)."""
-        LocalBackend.check_writable(location)
+        backend = backend_for(location)
+        backend.check_writable(location)
         requested = _name_of(embedder)
         loaded = _load(embedder, choose_embedder(requested, recorded_embedder(location), sample), device)
         facts = IndexFacts(loaded.name, loaded.dimension, loaded.max_tokens)
-        return cls(LocalBackend.open_for_write(location, facts), loaded)
+        return cls(backend.open_for_write(location, facts), loaded)
 
     @staticmethod
     def exists(location: Path | str) -> bool:
         """Whether an index is stored at `location`."""
-        return LocalBackend.exists(location)
+        return bool(backend_for(location).exists(location))
 
     @property
     def location(self) -> str:
@@ -92,7 +89,7 @@ class Index:
 
     @property
     def name(self) -> str:
-        return Path(self.backend.location).name
+        return display_name(self.backend.location)
 
     def recorded_facts(self) -> IndexFacts:
         """What the stored vectors were made with (differs from `embedder` only while a writer re-embeds)."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from rag_app.index.backend import Candidates, IndexFacts, Query, SearchRequest
+from rag_app.index.backend import Candidates, FileChunks, IndexFacts, Query, SearchRequest
 from rag_app.index.fusion import fuse
+from rag_app.index.manifest import read_manifest
 from rag_app.index.search_copies import SearchCopies
 from rag_app.index.sqlite_store import SQLiteStore
-from rag_app.types import Hit
+from rag_app.types import Chunk, Hit
 
 
 class LocalBackend(SQLiteStore):
@@ -24,6 +26,23 @@ class LocalBackend(SQLiteStore):
         assert isinstance(backend, LocalBackend)
         backend.copies.remove_stale_temporaries()
         return backend
+
+    @staticmethod
+    def recorded_embedder(directory: Path | str) -> str | None:
+        """The embedder the index in `directory` says it was built with (None for a new or unreadable one)."""
+        try:
+            return (read_manifest(Path(directory).expanduser()) or {}).get("embedder")
+        except (OSError, ValueError):
+            return None
+
+    def file_chunks(self, paths: Sequence[str]) -> list[FileChunks]:
+        """These files as stored: records, chunks in order and their lexical tokens (for copying an index)."""
+        records = self.files()
+        found = [path for path in paths if path in records]
+        grouped = {path: self.neighbours(Chunk(text="", path=path, ordinal=0), radius=2**31 - 1) for path in found}
+        tokens = dict(self.tokens_of([chunk.id for chunks in grouped.values() for chunk in chunks]))
+        return [FileChunks(records[path], chunks, [tokens[chunk.id].split() for chunk in chunks])
+                for path, chunks in grouped.items()]
 
     def finish_write(self) -> None:
         """Save the search copies for the last generation, then prune vectors and write the manifest."""

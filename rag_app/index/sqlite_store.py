@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +229,10 @@ class SQLiteStore:
                 raise
             self._db.commit()
 
+    def bulk_load(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A first large load as one transaction (the search copies are built once, by `finish_write`)."""
+        return self.transaction()
+
     def reset_embeddings(self, facts: IndexFacts) -> None:
         """Forget every vector (a new embedder); chunks stay, and are re-chunked or re-embedded by the caller."""
         with self.transaction() as db:
@@ -344,6 +348,15 @@ class SQLiteStore:
         ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
         matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), dimension)
         return ids, matrix
+
+    def tokens_of(self, ids: Sequence[int]) -> list[tuple[int, str]]:
+        """(id, stored tokens) of these chunks."""
+        found: list[tuple[int, str]] = []
+        with self._db_lock:
+            for batch in batched([int(value) for value in ids]):
+                marks = ",".join("?" * len(batch))
+                found.extend(self._db.execute(f"SELECT id, tokens FROM chunks WHERE id IN ({marks})", batch))
+        return found
 
     def all_tokens(self) -> list[tuple[int, str, str, str | None]]:
         """Every chunk's (id, stored tokens, text, chunker signature), in id order, for building the BM25 copy."""

