@@ -7,7 +7,6 @@ tokenising run on a worker thread while the main thread embeds and commits.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +24,7 @@ from ingest.report import IngestProgress, IngestReport, Skipped
 from ingest.sampling import sample_texts
 from ingest.walk import walk
 from rag_app.config import ChunkingSettings, IngestOptions
+from rag_app.digest import file_sha256
 from rag_app.index import ChunkerSignature, FileChunks, FileRecord, Index, IndexBackend, IndexFacts
 from rag_app.index.lexical import TOKENIZER_VERSION, tokenize
 from rag_app.index.vectors import VECTOR_INDEX_KINDS
@@ -39,14 +39,6 @@ class _Loaded:
 
     file: FileChunks
     problem: str | None = None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Ingestor:

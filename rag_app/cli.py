@@ -131,6 +131,39 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
     return main(argv)
 
 
+def cache_main(argv: Sequence[str] | None = None) -> int:
+    """rag-cache list|prune: the converted-model cache (one folder per GGUF content, shared by every checkout)."""
+    import time
+
+    from rag_app.models import model_cache
+    from rag_app.models.llm import bundled_gguf_path
+
+    parser = argparse.ArgumentParser(prog="rag-cache", description=cache_main.__doc__)
+    parser.add_argument("action", choices=("list", "prune"))
+    parser.add_argument("--days", type=float, default=30.0,
+                        help="prune: remove folders unused for this many days (default: %(default)s)")
+    parser.add_argument("--dry-run", action="store_true", help="prune: only say what would be removed")
+    args = parser.parse_args(argv)
+    try:
+        extra = [bundled_gguf_path()]
+    except RuntimeError:
+        extra = []  # the bundled model is not installed: only the GGUFs recorded earlier count as known
+    if args.action == "list":
+        found = model_cache.entries(extra=extra)
+        print(f"{model_cache.models_dir()}: {len(found)} converted models, "
+              f"{sum(entry.size_bytes for entry in found) / 2**20:.0f} MiB")
+    else:
+        found = model_cache.prune(older_than_days=args.days, extra=extra, dry_run=args.dry_run)
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"{verb} {len(found)} folders ({sum(entry.size_bytes for entry in found) / 2**20:.0f} MiB): "
+              f"unused for over {args.days:g} days, or made from no GGUF still on disk")
+    for entry in found:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
+        source = ", ".join(entry.sources) or "no GGUF on disk has this content"
+        print(f"  {entry.folder.name}  {entry.size_bytes / 2**20:6.0f} MiB  last used {used}  from: {source}")
+    return EXIT_OK
+
+
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.exit(ask_main())
