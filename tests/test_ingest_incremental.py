@@ -157,10 +157,30 @@ def test_embedder_change_reembeds_everything_and_says_so(tmp_path, corpus, embed
 def test_progress_events_count_files_and_chunks(tmp_path, corpus, embedder):
     events: list[IngestProgress] = []
     report = ingest([corpus], tmp_path / "index", embedder, progress=events.append)
-    assert [event.files_done for event in events[:3]] == [1, 2, 3]
     assert all(event.files_total == 3 for event in events)
+    assert [event.files_done for event in events[:3]] == [0, 0, 0], "a file is done when it is committed"
     assert events[-1].files_done == 3 and events[-1].chunks_done == report.chunks_written
-    assert events[-1].eta_seconds == 0.0 and events[0].eta_seconds is not None
+    assert events[-1].chunks_embedded == events[-1].chunks_total == 3
+    assert events[-1].eta_seconds == 0.0 and events[0].eta_seconds is None
+    again: list[IngestProgress] = []
+    ingest([corpus], tmp_path / "index", embedder, progress=again.append)
+    assert [event.files_done for event in again] == [1, 2, 3, 3], "unchanged files are done when seen"
+
+
+def test_progress_moves_while_chunks_are_embedded(tmp_path, embedder):
+    """Within one commit batch, every sub-batch of chunks embedded is reported, with a chunk-based ETA."""
+    texts = {f"log{n:02d}.txt": "\n\n".join(f"Keeper log {n}.{line}: the lamp of tower {n} was checked at dusk "
+                                               f"and found {line % 7} minutes late." for line in range(20))
+             for n in range(12)}
+    events: list[IngestProgress] = []
+    report = ingest([write_corpus(tmp_path / "logs", texts)], tmp_path / "index", embedder,
+                    IngestOptions(chunking=ChunkingSettings(max_tokens=24, overlap_tokens=0)), progress=events.append)
+    assert report.chunks_embedded > 3 * 64, "the corpus must need several sub-batches"
+    before_commit = [event for event in events if event.files_done == 0 and event.chunks_embedded]
+    embedded = [event.chunks_embedded for event in before_commit]
+    assert len(set(embedded)) >= 3 and embedded == sorted(embedded), "progress must move during embedding"
+    assert all(event.eta_seconds is not None for event in before_commit)
+    assert events[-1].chunks_embedded == events[-1].chunks_total == report.chunks_written
 
 
 def test_default_skips_and_globs(tmp_path):
