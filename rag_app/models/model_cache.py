@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag_app.config import app_home
 from rag_app.atomic import write_atomically
+from rag_app.config import app_home
 from rag_app.digest import file_sha256
 
 MODELS_FOLDER = "models"
