@@ -123,8 +123,8 @@ def test_ingest_progress_moves_in_the_page(page, tmp_path):
     seen: list[tuple[int, int]] = []
     started = time.perf_counter()
     while "done in" not in box.inner_text() and time.perf_counter() - started < 300:
-        counts = page.locator("#ingest-counts")
-        match = COUNTS.search(counts.inner_text()) if counts.count() else None
+        # all_inner_texts does not wait: the counts line may be replaced by the report between two reads
+        match = COUNTS.search(" ".join(page.locator("#ingest-counts").all_inner_texts()))
         if match and (not seen or seen[-1] != (int(match[1]), int(match[2]))):
             seen.append((int(match[1]), int(match[2])))
         time.sleep(0.05)
