@@ -12,6 +12,10 @@ shown, the model's first generated token (prompt prefill; its prompt length in t
 (in `auto` mode a sentence is shown once it is generated and checked against the passages).
 
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_first_token
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_first_token --work /tmp/first-token   # keep indexes, records
+
+With `--work` the indexes and the model's records are kept there, as an installation keeps them: a second run
+re-ingests nothing and starts after the probation (its warm-up then only warms the caches).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.machine import describe_machine
+from bench.machine import describe_machine, load_average
 from ingest.pipeline import ingest
 from ingest.samples import SAMPLES_DIR
 from rag_app.agent import RagAgent
@@ -106,10 +110,13 @@ def breakdown(turns: list[dict[str, float]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=15, help="timed questions per language")
+    parser.add_argument("--work", type=Path, help="keep the indexes and the records here (default: a temporary "
+                        "folder)")
     args = parser.parse_args()
     sets = {"en": questions(DATA / "answerable_tune" / "samples_en.jsonl", args.questions + 2),
             "zh": questions(DATA / "zh_seeds" / "questions.jsonl", args.questions + 2)}
-    with tempfile.TemporaryDirectory(prefix="bench-first-token-") as work:
+    with tempfile.TemporaryDirectory(prefix="bench-first-token-") as scratch:
+        work = args.work or Path(scratch)
         indexes = {"en": Path(work) / "samples", "zh": Path(work) / "seeds"}
         began = time.perf_counter()
         ingest([SAMPLES_DIR], indexes["en"], device="cpu")
@@ -118,7 +125,7 @@ def main() -> None:
         llm = load_llm(ModelSettings.from_env())
         marks = Marks()
         watch(llm, marks)
-        records = ActionRecords()
+        records = ActionRecords(Path(work) / "action-records.json" if args.work else None)
         agents = {language: RagAgent(Index.open(location, device="cpu"), llm, actions=records)
                   for language, location in indexes.items()}
         probation = []
@@ -132,6 +139,8 @@ def main() -> None:
         for number in range(args.questions):
             for language in ("en", "zh"):
                 timed[language].append(first_token(agents[language], sets[language][2 + number], marks))
+                print(f"  {language} #{number + 1}: first token {timed[language][-1][0]:.2f} s "
+                      f"({timed[language][-1][2]}), load {load_average()}", flush=True)
         print(f"machine after: {describe_machine()}")
         for language, rows in timed.items():
             firsts, totals = [row[0] for row in rows], [row[1] for row in rows]
