@@ -139,6 +139,8 @@ def bench_corpus(name: str, write: Callable[[Path, int], str], embedder: str, ar
         for repeat in range(args.repeats):
             for side, (kind, tree) in (sides.items() if repeat % 2 == 0 else reversed(sides.items())):
                 runs[side].append(run_worker(kind, folder, embedder, tree))
+                seconds = runs[side][-1].get("first_s", runs[side][-1].get("build_s", 0.0))
+                print(f"  repeat {repeat + 1}, {side}: {seconds:.1f} s, load {load_average()}", flush=True)
         report(runs)
 
 
