@@ -8,7 +8,7 @@ stops asking a model for ReAct actions, and `auto` stops asking it for answers, 
 `MIN_DECISIONS` times; a fresh install pays for those first questions once, and the run prints how long they
 took). Questions alternate between the two sets; each figure is
 printed with n, median and spread, and the load average. Where the time goes is printed beside it: the search step
-shown, the model's first generated token (prompt prefill; its prompt length in tokens), and the first token shown
+shown, the model's first generated token (the prompt's prefill), and the first token shown
 (in `auto` mode a sentence is shown once it is generated and checked against the passages).
 
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_first_token
@@ -56,7 +56,7 @@ class Marks(dict):
 
 
 def watch(llm: ChatLLM, marks: Marks) -> None:
-    """Make `llm.stream` mark the model's first generated token and keep the prompt's length."""
+    """Make `llm.stream` mark the model's first generated token."""
     original = llm.stream
 
     def stream(messages, settings=None, tools=None) -> Completion:  # type: ignore[no-untyped-def]
@@ -66,7 +66,6 @@ def watch(llm: ChatLLM, marks: Marks) -> None:
             for piece in inner:
                 marks.mark("model")
                 yield piece
-            marks["prompt_tokens"] = inner.prompt_tokens
             return inner.finish_reason, inner.prompt_tokens, inner.completion_tokens
 
         return Completion(pieces(), inner.close)
@@ -98,12 +97,10 @@ def spread(values: list[float]) -> str:
 def breakdown(turns: list[dict[str, float]]) -> str:
     """Medians of the marks over the turns that have them."""
     parts = []
-    for name, label in (("search", "search step shown"), ("model", "model's first token"),
-                        ("prompt_tokens", "prompt tokens")):
+    for name, label in (("search", "search step shown"), ("model", "model's first token")):
         values = [turn[name] for turn in turns if name in turn]
         if values:
-            unit = "" if name == "prompt_tokens" else " s"
-            parts.append(f"{label} {statistics.median(values):.{0 if unit == '' else 2}f}{unit} (n={len(values)})")
+            parts.append(f"{label} {statistics.median(values):.2f} s (n={len(values)})")
     return "; ".join(parts)
 
 
