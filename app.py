@@ -6,11 +6,16 @@ import argparse
 import contextlib
 import ctypes
 import os
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag_app.config import DEFAULT_INDEX, AgentSettings, GenerationSettings, IngestOptions, ModelSettings
 
 M_ARENA_MAX, M_MMAP_THRESHOLD = -8, -3  # glibc's mallopt parameter numbers
+
+if TYPE_CHECKING:
+    from rag_app.models.embedder import Embedder
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,6 +64,28 @@ def tune_malloc(arenas: int = 2, mmap_threshold: int = 1 << 20) -> None:
         libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)
 
 
+def say(message: str) -> None:
+    """A stage of the start, with the seconds since `make run` began when it set RAG_APP_STARTED_AT."""
+    started = os.environ.get("RAG_APP_STARTED_AT", "")
+    since = f" ({time.time() - float(started):.0f} s since `make run` started)" if started.isdigit() else ""
+    print(f"[app] {message}{since}", flush=True)
+
+
+def build_sample_index(args: argparse.Namespace, embedder: str | Embedder | None, device: str) -> None:
+    """The first start builds indexes/default from the bundled samples, with a progress bar."""
+    from ingest.progress import ProgressBar
+    from ingest.samples import SAMPLES_DIR, ensure_index
+    from rag_app.index import Index
+
+    if args.index != DEFAULT_INDEX or Index.exists(args.index):
+        return
+    say(f"building the sample index {args.index} from {SAMPLES_DIR.name}/ (first start only)")
+    with ProgressBar() as bar:
+        report = ensure_index(args.index, embedder, device, progress=bar.update)
+    if report is not None:
+        print(report.summary())
+
+
 def main() -> None:
     tune_malloc()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -69,7 +96,6 @@ def main() -> None:
         auth = parse_auth([*args.auth, os.environ.get(AUTH_ENV, "")])
     except ValueError as error:
         raise SystemExit(f"app.py: {error}") from None
-    from ingest.samples import ensure_index
     from rag_app.index import IndexError_
     from rag_app.models.registry import embedder_choice
     from rag_app.models.server_http import ServerError
@@ -79,20 +105,23 @@ def main() -> None:
     models = ModelSettings.from_env(embedder=args.embedder, llm=args.llm, device=args.device, llm_url=args.llm_url,
                                     embedder_url=args.embedder_url)
     try:
-        if args.index == DEFAULT_INDEX:
-            report = ensure_index(args.index, embedder_choice(models), models.device)
-            if report is not None:
-                print(report.summary())
+        build_sample_index(args, embedder_choice(models), models.device)
+        say("loading the embedder and the LLM (the first start also converts the bundled GGUF to a cached "
+            "transformers folder once, about 20 s)")
+        began = time.perf_counter()
         catalog = IndexCatalog(args.indexes_dir, args.index, models)
         catalog.agent(None)  # load the models (or reach their servers) before the first user arrives
     except (IndexError_, ServerError) as error:
         raise SystemExit(f"app.py: {error}") from None
+    say(f"models loaded in {time.perf_counter() - began:.1f} s")
     defaults = AgentSettings().with_overrides(max_new_tokens=args.max_new_tokens)
     options = UIOptions(concurrency=args.concurrency, allowed_roots=AllowedRoots(args.allowed_root),
                         defaults=defaults, max_upload_mb=args.max_upload_mb,
                         ingest=IngestOptions(batch_chunks=args.ingest_batch_chunks))
-    launch(build_app(catalog, options), host=args.host, port=args.port, share=args.share, auth=auth,
-           max_upload_mb=args.max_upload_mb, queue_size=args.queue_size)
+    app = launch(build_app(catalog, options), host=args.host, port=args.port, share=args.share, auth=auth,
+                 max_upload_mb=args.max_upload_mb, queue_size=args.queue_size, block=False)
+    say(f"serving the chat at http://{args.host}:{args.port} (Ctrl+C stops it)")
+    app.block_thread()
 
 
 if __name__ == "__main__":

@@ -7,19 +7,21 @@ whole agent turn (retrieval, the ReAct decision call, prompt, answer), and build
 history.
 
     HF_HUB_OFFLINE=1 RAG_APP_HOME=/tmp/rag_home .venv/bin/python -m bench.bench_generation [--repeats 5]
+
+Every figure is the median of `--repeats` interleaved runs with its spread (min-max) and n.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from bench.machine import describe_machine
+from bench.machine import describe_machine, load_average, spread
 from ingest.pipeline import ingest
 from rag_app.agent import RagAgent
 from rag_app.config import AgentSettings, GenerationSettings
@@ -52,6 +54,35 @@ def timed_plain(llm, ids, settings) -> tuple[float, int]:
     return time.perf_counter() - start, output.shape[1] - len(ids)
 
 
+def agent_turns(agent: RagAgent, repeats: int) -> tuple[list[float], list[float]]:
+    """Seconds of whole agent turns and of their first answer token."""
+    turns, turn_ttft = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        first = None
+        for event in agent.stream(QUESTION):
+            if event.kind == "token" and first is None:
+                first = time.perf_counter() - start
+        turns.append(time.perf_counter() - start)
+        turn_ttft.append(first or 0.0)
+    return turns, turn_ttft
+
+
+def prompt_assembly(agent: RagAgent, sources, generation: GenerationSettings):  # type: ignore[no-untyped-def]
+    """Seconds to build the answer prompt for a 50-turn history (7 runs after a warm-up), and the last prompt."""
+    history = [message for n in range(50) for message in (
+        {"role": "user", "content": f"Question {n}: how does retrieval work here?"},
+        {"role": "assistant", "content": f"Answer {n}: it searches the passages first. " * 6},
+    )]
+    agent.answer_prompt(QUESTION, sources, history, generation)
+    assembly = []
+    for _ in range(7):
+        start = time.perf_counter()
+        built = agent.answer_prompt(QUESTION, sources, history, generation)
+        assembly.append(time.perf_counter() - start)
+    return assembly, built
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -79,38 +110,23 @@ def main() -> None:
         ttft, seconds, _ = timed_stream(llm, built.messages, generation)
         rows["stream"].append(seconds)
         rows["stream_ttft"].append(ttft)
-    median = {name: statistics.median(values) for name, values in rows.items()}
 
-    turns, turn_ttft = [], []
-    for _ in range(max(1, args.repeats // 2)):
-        start = time.perf_counter()
-        first = None
-        for event in agent.stream(QUESTION):
-            if event.kind == "token" and first is None:
-                first = time.perf_counter() - start
-        turns.append(time.perf_counter() - start)
-        turn_ttft.append(first or 0.0)
+    turns, turn_ttft = agent_turns(agent, args.repeats)
+    assembly, history_prompt = prompt_assembly(agent, sources, generation)
 
-    history = [message for n in range(50) for message in (
-        {"role": "user", "content": f"Question {n}: how does retrieval work here?"},
-        {"role": "assistant", "content": f"Answer {n}: it searches the passages first. " * 6},
-    )]
-    agent.answer_prompt(QUESTION, sources, history, generation)
-    assembly = []
-    for _ in range(7):
-        start = time.perf_counter()
-        history_prompt = agent.answer_prompt(QUESTION, sources, history, generation)
-        assembly.append(time.perf_counter() - start)
-
-    print(f"machine: {describe_machine()}")
+    print(f"machine: {describe_machine()}\ncommand: python -m bench.bench_generation {' '.join(sys.argv[1:])}")
     print(f"model: {llm.name} on {llm.device}; prompt {len(ids)} tokens, {tokens} new tokens, "
-          f"{args.repeats} interleaved repeats (medians)")
-    print(f"plain model.generate : {tokens / median['plain']:7.1f} tok/s, TTFT {median['plain_ttft'] * 1000:6.0f} ms")
-    print(f"agent streaming path : {tokens / median['stream']:7.1f} tok/s, TTFT {median['stream_ttft'] * 1000:6.0f} ms")
-    print(f"generation overhead  : {median['stream'] / median['plain']:.3f}x time (goal <= 1.05)")
-    print(f"whole agent turn     : {statistics.median(turns):.2f} s, first answer token after "
-          f"{statistics.median(turn_ttft):.2f} s (retrieval + {agent.settings.max_steps} ReAct decision + answer)")
-    print(f"50-turn prompt build : {statistics.median(assembly) * 1000:.1f} ms "
+          f"{args.repeats} interleaved repeats: median (min-max, n)")
+    rates = {name: [tokens / seconds for seconds in rows[name]] for name in ("plain", "stream")}
+    ttft = {name: [seconds * 1000 for seconds in rows[f"{name}_ttft"]] for name in ("plain", "stream")}
+    print(f"plain model.generate : {spread(rates['plain'], 'tok/s', 1)}, TTFT {spread(ttft['plain'], 'ms', 0)}")
+    print(f"agent streaming path : {spread(rates['stream'], 'tok/s', 1)}, TTFT {spread(ttft['stream'], 'ms', 0)}")
+    overhead = [stream / plain for stream, plain in zip(rows["stream"], rows["plain"], strict=True)]
+    print(f"generation overhead  : {spread(overhead, 'x', 3)} time, stream / plain per repeat (goal <= 1.05); "
+          f"load {load_average()}")
+    print(f"whole agent turn     : {spread(turns, 's')}, first answer token after {spread(turn_ttft, 's')} "
+          f"(retrieval + {agent.settings.max_steps} ReAct decision + answer)")
+    print(f"50-turn prompt build : {spread([seconds * 1000 for seconds in assembly], 'ms', 1)} "
           f"({history_prompt.tokens} tokens, {history_prompt.dropped_turns} turns dropped)")
 
 

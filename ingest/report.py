@@ -54,16 +54,27 @@ class IngestReport:
 
 @dataclass(frozen=True)
 class IngestProgress:
-    """A progress event: files handled so far out of the total, chunks written, and an ETA."""
+    """A progress event, sent after each file is read, each embedded sub-batch and each commit.
+
+    `files_done`: files finished (committed, unchanged or skipped) out of `files_total`; `chunks_done`: chunks
+    committed; `chunks_embedded`: chunks given a vector so far (embedded, or an identical text's stored vector
+    reused) out of `chunks_total`, the chunks of the changed files (exact once every file is read, estimated
+    from the files read so far before that). The ETA follows the chunks, where the time goes.
+    """
 
     files_done: int
     files_total: int
     chunks_done: int
     elapsed: float
     current: str = ""
+    chunks_embedded: int = 0
+    chunks_total: int = 0
 
     @property
     def eta_seconds(self) -> float | None:
+        """Seconds left at the rate so far: by chunks once some are embedded, else by files; None at the start."""
+        if self.chunks_embedded and self.chunks_total:
+            return self.elapsed / self.chunks_embedded * max(self.chunks_total - self.chunks_embedded, 0)
         if self.files_done == 0 or self.files_total == 0:
             return None
         return self.elapsed / self.files_done * (self.files_total - self.files_done)

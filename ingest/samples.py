@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ingest.pipeline import ingest
 from ingest.report import IngestReport
+from ingest.tracking import ProgressCallback
 from rag_app.index import Index
 from rag_app.models.embedder import Embedder
 
@@ -13,9 +14,10 @@ SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
 
 
 def ensure_index(
-    index_dir: Path, embedder: str | Embedder | None = None, device: str = "auto", corpus: Path = SAMPLES_DIR
+    index_dir: Path, embedder: str | Embedder | None = None, device: str = "auto", corpus: Path = SAMPLES_DIR,
+    progress: ProgressCallback | None = None,
 ) -> IngestReport | None:
     """Build the index from `corpus` when it does not exist yet (embedder chosen for the corpus unless given)."""
     if Index.exists(index_dir):
         return None
-    return ingest([corpus], index_dir, embedder, device=device)
+    return ingest([corpus], index_dir, embedder, device=device, progress=progress)

@@ -9,14 +9,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from rag_app.answering import Composer
+from rag_app.answering import SKIPPED_NOTICE, Composer
 from rag_app.attribution import render
 from rag_app.citations import evidence_sentences
 from rag_app.config import AgentSettings, GenerationSettings, ModelSettings
 from rag_app.followup import condense_deterministic, condense_with_llm
 from rag_app.index import Index
 from rag_app.language import is_cjk
-from rag_app.models.actions import ActionRecords
+from rag_app.models.actions import ActionRecords, checked_answers
 from rag_app.models.chat import ChatLLM
 from rag_app.models.registry import embedder_choice, load_llm
 from rag_app.prompt import QUESTION_SHARE, BuiltPrompt, PromptBuilder, clip_middle, clip_tokens
@@ -72,7 +72,8 @@ class Response:
 
 class RagAgent:
     """Answers questions from one index with an LLM, citing the passages it retrieved. `actions` remembers how
-    often the model gives a valid ReAct action (in memory unless given; `load` uses the installation's record)."""
+    often the model gives a valid ReAct action and a checked `auto` answer (in memory unless given; `load` uses
+    the installation's record)."""
 
     def __init__(self, index: Index, llm: ChatLLM, settings: AgentSettings | None = None,
                  actions: ActionRecords | None = None) -> None:
@@ -143,14 +144,25 @@ class RagAgent:
             yield AgentEvent("step", step=step)
         generation = self._answer_generation(settings)
         built = self.answer_prompt(question, tools.hits, history, generation)
-        meaning = self.retriever.calibration(question).cosine
-        composer = Composer(settings.answer_mode, question, built.passages, self.index.embedder, meaning,
-                            settings.search.min_relevance)
+        composer = self._composer(question, built, settings)
         # Closed explicitly: a Response closed mid-answer (a browser gone) must close the HTTP stream at once.
         with closing(composer.stream(self.llm, built.messages, generation)) as pieces:
             for piece in pieces:
                 yield AgentEvent("token", text=piece)
+        if composer.mode == "auto":  # the model was asked and the answer ran to its end: count the check
+            self.actions.add(checked_answers(self.llm.name), composer.result.mode == "generative")
         yield self._finish(query, composer, built, tools.hits, steps)
+
+    def _composer(self, question: str, built: BuiltPrompt, settings: AgentSettings) -> Composer:
+        """The answer's composer; `auto` answers extractively without asking a model whose checks keep failing."""
+        meaning = self.retriever.calibration(question).cosine
+        record = self.actions.get(checked_answers(self.llm.name))
+        if settings.answer_mode != "auto" or record.can_act:
+            return Composer(settings.answer_mode, question, built.passages, self.index.embedder, meaning,
+                            min_relevance=settings.search.min_relevance)
+        notice = SKIPPED_NOTICE[is_cjk(question)].format(valid=record.valid, tries=record.decisions)
+        return Composer("extractive", question, built.passages, self.index.embedder, meaning, notice,
+                        settings.search.min_relevance)
 
     def _answer_generation(self, settings: AgentSettings) -> GenerationSettings:
         """The sampling settings, with max_new_tokens capped at half the window so the prompt has room."""

@@ -6,7 +6,9 @@
 - `auto` (the default): the model's words, shown sentence by sentence once each is checked. The first sentence no
   passage supports ends the generation: if nothing was shown yet the answer falls back to the extractive one, and
   says so; otherwise the checked sentences stand and the rest is cut, and the answer says so. A weak model (the
-  bundled 135M one) thereby costs one sentence of generation before the passages speak for themselves.
+  bundled 135M one) thereby costs one sentence of generation before the passages speak for themselves; once a
+  model's checked answers have failed often enough (rag_app.models.actions), `auto` stops asking it and answers
+  extractively at once, with a notice that says why.
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ FALLBACK_NOTICE = {
 CUT_NOTICE = {
     False: "The rest of the model's answer was left out: no passage supports it.",
     True: "模型回答的其余部分没有段落支持，已略去。",
+}
+SKIPPED_NOTICE = {
+    False: "This model's answers have rarely been supported by the passages ({valid} of {tries} checked), so it was "
+           "not asked: these are the passages' own words (answer mode generative asks it anyway).",
+    True: "该模型的回答很少得到段落支持（核对 {tries} 次，{valid} 次通过），因此未调用模型，这里给出段落原文"
+          "（生成模式仍会调用模型）。",
 }
 UNSUPPORTED_NOTICE = {
     False: "{count} sentence(s) of this answer are not supported by any passage: they are marked.",
@@ -66,8 +74,9 @@ class Composer:
     """Streams the answer's text in one mode and keeps what it composed in `result`."""
 
     def __init__(self, mode: AnswerMode, question: str, hits: Sequence[Hit], embedder: Embedder | None,
-                 meaning_cosine: float, min_relevance: float = 0.0) -> None:
+                 meaning_cosine: float, notice: str = "", min_relevance: float = 0.0) -> None:
         self.mode = mode
+        self.notice = notice  # an extractive answer's reason
         self.question = question
         self.hits = list(hits)
         # What `auto` and `extractive` answers may rest on: the passages relevant to this question. Another
@@ -81,7 +90,7 @@ class Composer:
     def stream(self, llm: ChatLLM, messages: list[dict[str, Any]], generation: GenerationSettings) -> Iterator[str]:
         """The answer's text as it should be shown, piece by piece."""
         if self.mode == "extractive":
-            yield from self._extractive(notice="")
+            yield from self._extractive(notice=self.notice)
         elif self.mode == "generative":
             yield from self._generative(llm, messages, generation)
         else:

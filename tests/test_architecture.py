@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Lowest first. A module may import its own layer and the layers below it, never one above.
 LAYERS = [
-    ("base", ["rag_app", "rag_app.config", "rag_app.types", "rag_app.language", "rag_app.atomic"]),
+    ("base", ["rag_app", "rag_app.config", "rag_app.types", "rag_app.language", "rag_app.atomic",
+              "rag_app.digest"]),
     ("models", ["rag_app.models"]),
     ("index", ["rag_app.index"]),
     ("retrieval", ["rag_app.retrieval", "rag_app.rerank", "rag_app.calibration"]),

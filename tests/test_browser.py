@@ -1,5 +1,6 @@
 """A real browser (Debian's chromium, driven by playwright): ask, read the streamed answer and its sources,
-upload a file and ask about it. Screenshots go to test-artifacts/browser/."""
+upload a file and ask about it, watch ingest progress move, stop a long answer. Screenshots go to
+test-artifacts/browser/."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.facts import FACT_QUESTION
 from tests.test_ui_handlers import make_catalog, serve
 
 CHROMIUM = Path("/usr/bin/chromium")
+COUNTS = re.compile(r"(\d+) / (\d+) chunks embedded")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
 QUIET_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
@@ -104,3 +106,60 @@ def test_exports_are_removed_when_the_session_ends(page):
     while folder.exists() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not folder.exists(), "the session's export stayed on the server after its tab closed"
+
+
+def test_stop_ends_a_long_answer_and_frees_the_model(page, llm):
+    """A long answer (1024 new tokens) is stopped with the Stop button: the text stops growing at once and the
+    model takes the next question."""
+    chat = page.context.new_page()  # its own session: the long-answer setting must not reach the other tests
+    chat.goto(page.url)
+    chat.locator("#chat-settings").get_by_text("Settings").first.click()
+    tokens = chat.get_by_label("number input for Max new tokens")
+    tokens.fill("1024")
+    tokens.press("Enter")
+    chat.locator("#chat-input textarea").fill("Write a very long essay, with many paragraphs, about the Zorblax "
+                                              "fountain in Quenville and everything visitors can see there.")
+    chat.locator("#chat-input textarea").press("Enter")
+    stop = chat.locator("#chat-input [data-testid=stop-button]")
+    expect(stop).to_be_visible(timeout=60_000)
+    chatbot = chat.locator("#chatbot")
+    expect(chatbot.get_by_text("search_documents").first).to_be_visible(timeout=60_000)
+    before_answer = len(chatbot.inner_text())
+    started = time.perf_counter()
+    while len(chatbot.inner_text()) < before_answer + 40 and time.perf_counter() - started < 120:
+        time.sleep(0.1)  # wait until the answer is really streaming
+    stop.click()
+    expect(stop).to_be_hidden(timeout=10_000)
+    stopped_at = chatbot.inner_text()
+    assert len(stopped_at) >= before_answer + 40, "the answer never started streaming"
+    started = time.perf_counter()
+    while llm.busy and time.perf_counter() - started < 10:
+        time.sleep(0.05)
+    assert not llm.busy, "the model was still generating 10 s after Stop"
+    chat.wait_for_timeout(2000)
+    assert chatbot.inner_text() == stopped_at, "the answer kept growing after Stop"
+    chat.screenshot(path=str(ARTIFACTS / "stopped-answer.png"))
+    chat.close()
+
+
+def test_ingest_progress_moves_in_the_page(page, tmp_path):
+    """Uploading some 120 chunks (two sub-batches of 64): the page shows chunks embedded before the report."""
+    upload = tmp_path / "harbour-log.txt"
+    upload.write_text("\n\n".join(f"Harbour log entry {n}: the pilot boat {n % 9} guided the freighter "
+                                  f"Aurora-{n} past buoy {n % 17} at {n % 24:02d}:15 in a {n % 5} knot wind."
+                                  for n in range(1000)))
+    page.locator("#upload-files input[type=file]").set_input_files(str(upload))
+    expect(page.locator("#upload-files").get_by_text("harbour-log.txt")).to_be_visible(timeout=30_000)
+    box = page.locator("#ingest-progress-box")
+    page.locator("#ingest-uploads").click()
+    expect(box).not_to_contain_text("done in", timeout=30_000)  # the previous upload's line is replaced
+    seen: list[tuple[int, int]] = []
+    started = time.perf_counter()
+    while "done in" not in box.inner_text() and time.perf_counter() - started < 300:
+        # all_inner_texts does not wait: the counts line may be replaced by the report between two reads
+        match = COUNTS.search(" ".join(page.locator("#ingest-counts").all_inner_texts()))
+        if match and (not seen or seen[-1] != (int(match[1]), int(match[2]))):
+            seen.append((int(match[1]), int(match[2])))
+        time.sleep(0.05)
+    expect(page.locator("#ingest-report")).to_contain_text("1 added")
+    assert any(0 < embedded < total for embedded, total in seen), f"no progress between start and end: {seen}"

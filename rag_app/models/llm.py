@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import threading
@@ -20,10 +19,11 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from rag_app.config import DEFAULT_LLM, GenerationSettings, app_home
+from rag_app.config import DEFAULT_LLM, GenerationSettings
 from rag_app.models.bundled import package_folder
 from rag_app.models.chat import Completion, Outcome, config_window, cut_at_stop, supports_native_tools
 from rag_app.models.device import dtype_for, resolve_device, use_all_cores
+from rag_app.models.model_cache import cached_folder, mark_used
 from rag_app.models.tokens import HFTokenCounter, Messages
 
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -36,12 +36,17 @@ def bundled_gguf_path() -> Path:
 
 
 def converted_folder(gguf: Path, cache: Path | None = None) -> Path:
-    """The transformers folder converted from a GGUF file, converting it on first use (~15 s, then <1 s)."""
-    stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    target = (cache or app_home()) / "models" / f"{gguf.stem}-{key}"
-    if (target / "config.json").exists():
-        return target
+    """The transformers folder converted from a GGUF file, keyed by the file's content (so every checkout and
+    every copy of the same GGUF shares one), converting it on first use (~20 s, then <1 s)."""
+    target = cached_folder(gguf, cache)
+    if not (target / "config.json").exists():
+        _convert(gguf, target)
+    mark_used(target)
+    return target
+
+
+def _convert(gguf: Path, target: Path) -> None:
+    """Dequantize the GGUF into a transformers folder at `target` (staged, then renamed into place)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -56,11 +61,10 @@ def converted_folder(gguf: Path, cache: Path | None = None) -> Path:
         tokenizer.save_pretrained(staging)
         staging.rename(target)
     except OSError:
-        if not (target / "config.json").exists():
+        if not (target / "config.json").exists():  # another process renamed its copy first: use that one
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def resolve_model_location(name: str, cache: Path | None = None) -> str:
@@ -125,6 +129,11 @@ class LocalLLM:
         model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype_for(resolved)).to(resolved)
         model.eval()
         return cls(model, tokenizer, name, resolved, context_window)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a generation holds the model now (other requests wait for it)."""
+        return self._lock.locked()
 
     def generate_kwargs(self, input_ids: list[int], settings: GenerationSettings) -> dict[str, Any]:
         """The arguments for `model.generate` that carry out `settings` (seeding the generator if asked)."""

@@ -160,13 +160,15 @@ def _chat_column(catalog: IndexCatalog, options: UIOptions, handlers: Handlers, 
     answers = gr.State({})
     context = gr.Markdown("", label="Context meter", elem_id="context-meter")
     answer_json = gr.JSON(visible=False, label="Last answer")
-    with gr.Accordion("Settings", open=False):
+    with gr.Accordion("Settings", open=False, elem_id="chat-settings"):
         inputs = settings_inputs(options.defaults)
     chat = gr.ChatInterface(
         make_respond(catalog, options.defaults),
         chatbot=gr.Chatbot(elem_id="chatbot", height=560, sanitize_html=True, label="Chat"),
+        # A custom textbox brings its own buttons: without stop_btn there is no Stop while an answer streams.
+        # Stop cancels the event; Gradio then closes `respond`, which closes the Response and ends generation.
         textbox=gr.Textbox(elem_id="chat-input", placeholder="Ask a question about your documents",
-                           show_label=False, scale=7),
+                           show_label=False, scale=7, submit_btn=True, stop_btn=True),
         additional_inputs=[*inputs, index, answers],
         additional_outputs=[context, answer_json, answers],
         api_name="chat",

@@ -27,6 +27,8 @@ from rag_app.models.registry import embedder_choice, load_llm
 UPLOADS_FOLDER = "uploads"
 INDEX_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
 NAME_RULE = "1-48 letters, digits, '-' or '_', starting with a letter or digit"
+# One browser update per interval, with the newest event: the pipeline sends one per file read and per sub-batch.
+PROGRESS_INTERVAL_S = 0.25
 
 
 class UnknownIndexError(ValueError):
@@ -188,14 +190,19 @@ def save_uploads(files: Sequence[str | Path], index_folder: Path) -> list[Path]:
 
 
 def progress_bar(progress: IngestProgress | None) -> str:
-    """A live HTML progress bar for an ingest (files done out of total, chunks written, ETA)."""
+    """A live HTML progress bar for an ingest: chunks embedded out of the (estimated) total, files finished, ETA."""
     if progress is None:
         return "<progress id='ingest-progress'></progress> starting…"
     eta = progress.eta_seconds
-    eta_text = f", about {eta:.0f} s left" if eta is not None and progress.files_done < progress.files_total else ""
-    return (f"<progress id='ingest-progress' value='{progress.files_done}' max='{max(progress.files_total, 1)}'>"
-            f"</progress> {progress.files_done} / {progress.files_total} files · {progress.chunks_done} chunks"
-            f"{eta_text}")
+    done = progress.files_done >= progress.files_total and progress.chunks_embedded >= progress.chunks_total
+    eta_text = f" · about {eta:.0f} s left" if eta is not None and not done else ""
+    if progress.chunks_total:
+        value, total = progress.chunks_embedded, progress.chunks_total
+    else:
+        value, total = progress.files_done, max(progress.files_total, 1)
+    return (f"<progress id='ingest-progress' value='{value}' max='{total}'></progress> "
+            f"<span id='ingest-counts'>{progress.chunks_embedded} / {progress.chunks_total} chunks embedded · "
+            f"{progress.files_done} / {progress.files_total} files done{eta_text}</span>")
 
 
 def run_ingest(paths: Sequence[Path], index: Index,
@@ -216,15 +223,25 @@ def run_ingest(paths: Sequence[Path], index: Index,
     worker.start()
     yield None, None
     while True:
+        time.sleep(PROGRESS_INTERVAL_S)
+        queued = _drain(events)
+        progress = [value for kind, value in queued if kind == "progress"]
+        if progress:
+            yield progress[-1], None
+        for kind, value in queued:
+            if kind == "error":
+                raise value
+            if kind == "done":
+                worker.join()
+                yield None, value
+                return
+
+
+def _drain(events: Queue[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Everything queued now, without waiting."""
+    queued = []
+    while True:
         try:
-            kind, value = events.get(timeout=0.5)
+            queued.append(events.get_nowait())
         except Empty:
-            continue
-        if kind == "progress":
-            yield value, None
-        elif kind == "error":
-            raise value
-        else:
-            worker.join()
-            yield None, value
-            return
+            return queued
