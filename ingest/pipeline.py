@@ -29,6 +29,7 @@ from rag_app.config import ChunkingSettings, IngestOptions
 from rag_app.digest import file_sha256
 from rag_app.index import ChunkerSignature, FileChunks, FileRecord, Index, IndexBackend, IndexFacts
 from rag_app.index.lexical import TOKENIZER_VERSION, tokenize
+from rag_app.index.location import shown
 from rag_app.index.vectors import VECTOR_INDEX_KINDS
 from rag_app.models.embedder import Embedder
 
@@ -71,7 +72,7 @@ class Ingestor:
     def run(self, paths: Sequence[Path | str]) -> IngestReport:
         """Ingest `paths`; a new embedder makes the whole run one transaction, so a kill keeps the old index."""
         started = time.perf_counter()
-        report = IngestReport(index=self.index.location)
+        report = IngestReport(index=shown(self.index.location))
         store = self.index.backend
         meta = store.meta()
         if meta.get("embedder") != self.embedder.name or meta.get("dimension") != self.embedder.dimension:

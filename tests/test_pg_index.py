@@ -3,6 +3,7 @@ see another process's commits as they happen, consistent at every moment (both b
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -176,3 +177,14 @@ def test_the_app_and_the_cli_take_a_database_url(request, twins, tmp_path):
     assert catalog.index(None).stats()["chunks"] == postgres.stats()["chunks"]
     assert catalog.path(None) == tmp_path.resolve() / schema  # uploads are kept under the indexes folder
     assert schema in catalog.stats_markdown(None)
+
+
+def test_a_password_in_the_url_is_never_shown(request, tmp_path, embedder):
+    # The test server trusts 127.0.0.1, so any password connects; it must not reach reports or stats.
+    url = str(fresh_location(request, "postgresql", tmp_path)).replace("postgres@", "postgres:s3cret-pw@", 1)
+    assert "s3cret-pw" in url
+    (tmp_path / "a.txt").write_text("The ferry leaves at noon.", encoding="utf-8")
+    report = ingest([tmp_path / "a.txt"], url, embedder)
+    assert report.ok and "s3cret-pw" not in report.summary() and ":***@" in report.index
+    with Index.open(url, embedder) as index:
+        assert "s3cret-pw" not in json.dumps(index.backend.stats(), default=str)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 DATABASE_SCHEMES = ("postgresql://", "postgres://")
 IndexLocation = str | Path
@@ -33,6 +33,14 @@ def backend_for(location: IndexLocation) -> Any:
     from rag_app.index.local import LocalBackend
 
     return LocalBackend
+
+
+def shown(location: IndexLocation) -> str:
+    """The location as it may be printed or shown: a URL without its password."""
+    parts = urlsplit(str(location))
+    if not is_database_url(location) or parts.password is None:
+        return str(location)
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
 def display_name(location: IndexLocation) -> str:

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from threading import RLock
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -24,6 +23,7 @@ from rag_app import __version__
 from rag_app.index.backend import Candidates, FileChunks, FileRecord, IndexFacts, Query, SearchRequest
 from rag_app.index.errors import IndexBusyError, IndexCorruptError, IndexError_, IndexNotFoundError
 from rag_app.index.lexical import TOKENIZER_VERSION
+from rag_app.index.location import shown
 from rag_app.index.pg_schema import (
     DROP_SEARCH_INDEXES_DDL,
     FORMAT_VERSION,
@@ -47,14 +47,6 @@ log = logging.getLogger(__name__)
 def _row_to_chunk(row: Sequence[Any]) -> Chunk:
     return Chunk(id=row[0], path=row[1], ordinal=row[2], text=row[3], page=row[4], heading=row[5],
                  start_line=row[6], end_line=row[7], start_char=row[8], end_char=row[9], content_hash=row[10])
-
-
-def shown(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
 def connect(url: str) -> tuple[Any, str]:
@@ -220,7 +212,7 @@ class PostgresBackend:
     def stats(self) -> dict[str, Any]:
         """Files, chunks, embedder, dimension, last update and generation."""
         meta = self.meta()
-        return {"path": self.location, "files": self.count_files(), "chunks": self.count_chunks(),
+        return {"path": shown(self.location), "files": self.count_files(), "chunks": self.count_chunks(),
                 "embedder": meta.get("embedder"), "dimension": meta.get("dimension"),
                 "updated_at": meta.get("updated_at"), "generation": meta.get("generation")}
 
