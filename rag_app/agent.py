@@ -161,8 +161,8 @@ class RagAgent:
             return Composer(settings.answer_mode, question, built.passages, self.index.embedder, meaning,
                             min_relevance=settings.search.min_relevance)
         notice = SKIPPED_NOTICE[is_cjk(question)].format(valid=record.valid, tries=record.decisions)
-        return Composer("extractive", question, built.passages, self.index.embedder, meaning, notice,
-                        settings.search.min_relevance)
+        return Composer("extractive", question, built.passages, self.index.embedder, meaning, notice=notice,
+                        min_relevance=settings.search.min_relevance)
 
     def _answer_generation(self, settings: AgentSettings) -> GenerationSettings:
         """The sampling settings, with max_new_tokens capped at half the window so the prompt has room."""

@@ -23,10 +23,9 @@ from rag_app import __version__
 from rag_app.index.backend import FileChunks, FileRecord, IndexFacts, batched
 from rag_app.index.errors import IndexBusyError, IndexCorruptError, IndexNotFoundError
 from rag_app.index.lexical import TOKENIZER_VERSION
-from rag_app.index.manifest import MANIFEST_NAME, write_manifest
+from rag_app.index.manifest import FORMAT_VERSION, MANIFEST_NAME, write_manifest
 from rag_app.types import Chunk
 
-FORMAT_VERSION = 2  # 2: files.chunker (per-file chunker signature)
 STORE_NAME = "store.sqlite3"
 LOCK_NAME = ".lock"
 SCHEMA = """
