@@ -144,7 +144,7 @@ class RagAgent:
             yield AgentEvent("step", step=step)
         generation = self._answer_generation(settings)
         built = self.answer_prompt(question, tools.hits, history, generation)
-        composer = self._composer(question, built, settings)
+        composer = self._composer(question, built, tools.hits, settings)
         # Closed explicitly: a Response closed mid-answer (a browser gone) must close the HTTP stream at once.
         with closing(composer.stream(self.llm, built.messages, generation)) as pieces:
             for piece in pieces:
@@ -153,16 +153,16 @@ class RagAgent:
             self.actions.add(checked_answers(self.llm.name), composer.result.mode == "generative")
         yield self._finish(query, composer, built, tools.hits, steps)
 
-    def _composer(self, question: str, built: BuiltPrompt, settings: AgentSettings) -> Composer:
+    def _composer(self, question: str, built: BuiltPrompt, hits: list[Hit], settings: AgentSettings) -> Composer:
         """The answer's composer; `auto` answers extractively without asking a model whose checks keep failing."""
         meaning = self.retriever.calibration(question).cosine
         record = self.actions.get(checked_answers(self.llm.name))
-        if settings.answer_mode != "auto" or record.can_act:
-            return Composer(settings.answer_mode, question, built.passages, self.index.embedder, meaning,
-                            min_relevance=settings.search.min_relevance)
-        notice = SKIPPED_NOTICE[is_cjk(question)].format(valid=record.valid, tries=record.decisions)
-        return Composer("extractive", question, built.passages, self.index.embedder, meaning, notice=notice,
-                        min_relevance=settings.search.min_relevance)
+        mode, notice = settings.answer_mode, ""
+        if mode == "auto" and not record.can_act:
+            mode = "extractive"
+            notice = SKIPPED_NOTICE[is_cjk(question)].format(valid=record.valid, tries=record.decisions)
+        return Composer(mode, question, built.passages, self.index.embedder, meaning, notice=notice,
+                        min_relevance=settings.search.min_relevance, retrieved=hits)
 
     def _answer_generation(self, settings: AgentSettings) -> GenerationSettings:
         """The sampling settings, with max_new_tokens capped at half the window so the prompt has room."""
@@ -184,13 +184,14 @@ class RagAgent:
 
     def _finish(self, query: str, composer: Composer, built: BuiltPrompt, hits: list[Hit],
                 steps: list[Step]) -> Answer:
-        """The Answer: the composed sentences (citations only to passages the model was shown), the sources
-        with their evidence, and what the window held."""
+        """The Answer: the composed sentences (a model's citations only to passages it was shown), the sources
+        (the shown passages and any an extractive answer cites) with their evidence, and what the window held."""
+        composed = composer.result
         shown = {hit.number for hit in built.passages}
-        used = [hit for hit in hits if hit.number in shown]
+        cited = {number for sentence in composed.sentences for number in sentence.citations}
+        used = [hit for hit in hits if hit.number in shown | cited]
         meaning = self.retriever.calibration(query).cosine
         used, evidence = evidence_sentences(query, used, self.index.embedder, meaning)
-        composed = composer.result
         return Answer(
             text=render(composed.sentences), sources=used, sentences=composed.sentences, mode=composed.mode,
             notice=composed.notice, generated=composed.generated, steps=steps, dropped_turns=built.dropped_turns,

@@ -74,14 +74,18 @@ class Composer:
     """Streams the answer's text in one mode and keeps what it composed in `result`."""
 
     def __init__(self, mode: AnswerMode, question: str, hits: Sequence[Hit], embedder: Embedder | None,
-                 meaning_cosine: float, notice: str = "", min_relevance: float = 0.0) -> None:
+                 meaning_cosine: float, notice: str = "", min_relevance: float = 0.0,
+                 retrieved: Sequence[Hit] = ()) -> None:
         self.mode = mode
         self.notice = notice  # an extractive answer's reason
         self.question = question
-        self.hits = list(hits)
-        # What `auto` and `extractive` answers may rest on: the passages relevant to this question. Another
-        # passage in the prompt (the topic of an earlier turn) can support a sentence, but not answer this question.
-        self.grounds = [hit for hit in self.hits if hit.relevance >= min_relevance] or self.hits
+        self.hits = list(hits)  # what the model was shown, cut to its window
+        # What `auto` answers may rest on: the shown passages relevant to this question. Another passage in the
+        # prompt (the topic of an earlier turn) can support a sentence, but not answer this question.
+        self.grounds = _relevant(self.hits, min_relevance)
+        # Extractive answers ask no model, so its window does not bound them: they draw on every relevant
+        # retrieved passage, whole (a long Chinese passage may not fit a small model's window at all).
+        self.extract_from = _relevant(list(retrieved), min_relevance) or self.grounds
         self.embedder = embedder
         self.meaning_cosine = meaning_cosine
         self.chinese = is_cjk(question)
@@ -97,7 +101,7 @@ class Composer:
             yield from self._checked(llm, messages, generation)
 
     def _extractive(self, notice: str, generated: str = "") -> Iterator[str]:
-        sentences = extractive_sentences(self.question, self.grounds, self.embedder, self.meaning_cosine)
+        sentences = extractive_sentences(self.question, self.extract_from, self.embedder, self.meaning_cosine)
         self.result = Composed(sentences, "extractive", notice, generated)
         yield from _pieces(sentences)
 
@@ -137,6 +141,11 @@ class Composer:
             yield from self._extractive(FALLBACK_NOTICE[self.chinese], completion.text)
             return
         self.result = Composed(shown, "generative", CUT_NOTICE[self.chinese] if cut else "", completion.text)
+
+
+def _relevant(hits: list[Hit], min_relevance: float) -> list[Hit]:
+    """The hits at or above the relevance threshold (all of them when none is)."""
+    return [hit for hit in hits if hit.relevance >= min_relevance] or hits
 
 
 def _sentences(text: str) -> list[str]:

@@ -3,15 +3,16 @@
 System and question always stay; a question too long for the budget is cut in the middle (" […] ").
 Passages go greedily in relevance order into `passage_share` of what remains (all of it with no history), and
 never more than `passage_tokens` when the model can use no more;
-the first that does not fit ends the list, and what they leave goes to history, replayed in whole turns,
-newest first, while they fit (the oldest are dropped). Per-message costs are counted once; the assembled
+the first that does not fit ends the list (the most relevant one, when it alone is too long, goes in cut to the
+room left, so that a long passage never leaves the model with none), and what they leave goes to history, replayed
+in whole turns, newest first, while they fit (the oldest are dropped). Per-message costs are counted once; the assembled
 prompt is then counted exactly and, if over, shrunk by dropping the oldest turn, then the last passage.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rag_app.models.tokens import TokenCounter
@@ -19,6 +20,7 @@ from rag_app.types import Hit
 
 MARKER = " […] "
 CLIP = " …"
+MIN_CLIPPED_TOKENS = 16  # a passage cut shorter than this tells the model nothing worth its room
 QUESTION_SHARE = 0.25  # the most of a prompt's budget a question may take, so that passages keep room
 Message = dict[str, str]
 
@@ -205,7 +207,18 @@ class PromptBuilder:
                 break
             kept.append(passage)
             spent += cost
-        return kept, spent if kept else 0
+        if kept:
+            return kept, spent
+        clipped = self._clipped(passages[0], limit - spent)
+        return ([clipped], limit) if clipped else ([], 0)
+
+    def _clipped(self, passage: Hit, room: int) -> Hit | None:
+        """The passage cut to `room` tokens (framing included), or None when too little would be left."""
+        bare = replace(passage, chunk=replace(passage.chunk, text=""))
+        keep = room - sum(self._lengths([f"\n\n{render_passage(bare)}", CLIP]))
+        if keep < MIN_CLIPPED_TOKENS:
+            return None
+        return replace(passage, chunk=replace(passage.chunk, text=clip_tokens(self.tokens, passage.text, keep)))
 
     def _fit_turns(self, turns: list[list[Message]], room: int) -> int:
         """How many of the newest turns fit in `room` tokens by their estimated cost."""

@@ -15,6 +15,7 @@ from rag_app.config import GenerationSettings
 from rag_app.models.llm import resolve_model_location
 from rag_app.models.tokens import HFTokenCounter, TokenCounter
 from rag_app.prompt import (
+    CLIP,
     MARKER,
     BuiltPrompt,
     PromptBuilder,
@@ -97,7 +98,10 @@ def check_invariants(
     assert tokens.count_chat(messages) == built.tokens <= built.budget
     assert messages[0] == {"role": "system", "content": system}
     assert messages[-1]["role"] == "user"
-    assert built.passages == passages[: len(built.passages)]
+    assert [hit.number for hit in built.passages] == [hit.number for hit in passages[: len(built.passages)]]
+    for shown, offered in zip(built.passages, passages, strict=False):
+        assert shown == offered or (len(built.passages) == 1 and shown.text.endswith(CLIP)
+                                    and offered.text.startswith(shown.text.removesuffix(CLIP).rstrip()))
     assert built.dropped_passages == len(passages) - len(built.passages)
     prefix = user_content(built.passages, "")
     assert messages[-1]["content"].startswith(prefix)
@@ -237,6 +241,18 @@ def test_least_relevant_passages_are_dropped_first(tokens: HFTokenCounter) -> No
     assert built.passages == passages[:1]
     assert built.dropped_passages == 2
     assert built.messages[-1]["content"] == user_content(passages[:1], question)
+
+
+def test_a_most_relevant_passage_too_long_for_the_room_goes_in_cut_not_dropped(tokens: HFTokenCounter) -> None:
+    question = "松平康忠什么时候被任命为知行？"
+    long_passage = passage(1, "松平康忠是日本战国时代的武将。" * 200, "zh.md, lines 1-40")
+    built = PromptBuilder(tokens, 8192, 512, passage_tokens=300).build(SYSTEM, [long_passage], [], question)
+    assert len(built.passages) == 1 and built.dropped_passages == 0
+    shown = built.passages[0]
+    assert shown.number == 1 and shown.text.endswith(CLIP) and shown.text.startswith("松平康忠是日本战国时代的武将。")
+    assert shown.text in built.messages[-1]["content"]
+    assert 250 <= tokens.count_chat(built.messages) - tokens.count_chat(  # estimated per piece: a token or two over
+        [built.messages[0], {"role": "user", "content": question}]) <= 304
 
 
 def test_passages_keep_to_their_share_and_the_rest_goes_to_history(tokens: HFTokenCounter) -> None:
