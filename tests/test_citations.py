@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rag_app.citations import cited_numbers, evidence_sentences, statement
+from rag_app.citations import cited_numbers, document_title, evidence_sentences, rank_statements, statement
 from rag_app.language import split_sentences
 from rag_app.types import Chunk, Hit
 
@@ -86,3 +86,22 @@ def test_the_embedder_finds_evidence_that_shares_no_word_with_the_question(embed
 def test_a_sentence_that_only_repeats_the_question_is_not_evidence():
     sources = [hit("The default port. The default port is 7860.", "a.md")]
     assert evidence_sentences("default port", sources)[1] == ["The default port is 7860."]
+
+
+KETTLE = ("Aurelle K200 Electric Kettle: User Manual\n\nThank you for choosing Aurelle. Fill it through the lid and "
+          "switch it on at the base. It holds 1.2 litres, enough for six cups.\n")
+
+
+def test_a_document_title_ranks_after_the_sentence_that_answers(embedder):
+    question = "How much water does the Aurelle K200 kettle hold?"
+    sources = [Hit(Chunk(KETTLE, "kettle.txt", ordinal=0, id=1), 1.0, number=1)]
+    ranked = rank_statements(question, sources, embedder, 0.6)
+    assert ranked[0].text == "It holds 1.2 litres, enough for six cups."
+    assert ranked[-1].text == "Aurelle K200 Electric Kettle: User Manual"
+
+
+def test_a_first_line_is_a_title_only_at_the_start_of_a_file_and_when_more_follows():
+    assert document_title(Hit(Chunk(KETTLE, "kettle.txt", ordinal=0), 1.0)) == KETTLE.partition("\n")[0]
+    assert document_title(Hit(Chunk(KETTLE, "kettle.txt", ordinal=3), 1.0)) is None
+    assert document_title(Hit(Chunk("It holds 1.2 litres\n", "kettle.txt"), 1.0)) is None
+    assert document_title(Hit(Chunk("It holds 1.2 litres.\nIt boils fast.", "kettle.txt"), 1.0)) is None
