@@ -105,3 +105,13 @@ def test_a_first_line_is_a_title_only_at_the_start_of_a_file_and_when_more_follo
     assert document_title(Hit(Chunk(KETTLE, "kettle.txt", ordinal=3), 1.0)) is None
     assert document_title(Hit(Chunk("It holds 1.2 litres\n", "kettle.txt"), 1.0)) is None
     assert document_title(Hit(Chunk("It holds 1.2 litres.\nIt boils fast.", "kettle.txt"), 1.0)) is None
+
+
+PASSIFLORA = ("大果西番莲\n\n大果西番莲是西番莲属的植物中果实最大的一种。大果西番莲原产于南美洲的热带地区。"
+              "其叶柄有四到六个腺体。大果西番莲有时候会在温室中种植。\n")
+
+
+def test_a_sentence_that_answers_without_repeating_the_titles_name_is_chosen():
+    sources = [Hit(Chunk(PASSIFLORA, "大果西番莲.txt", ordinal=0, id=1), 1.0, number=1)]
+    ranked = rank_statements("大果西番莲的叶柄有什么特点？", sources)
+    assert ranked[0].text == "其叶柄有四到六个腺体。"
