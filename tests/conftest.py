@@ -18,6 +18,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAG_APP_HOME", str(Path(tempfile.gettempdir()) / "rag_app-test-home"))
+# The home keeps converted models between runs, but each run starts with no record of the models' answers: a run
+# must not depend on how earlier runs on this machine went (a model a past run put on probation is not asked).
+(Path(os.environ["RAG_APP_HOME"]) / "action-records.json").unlink(missing_ok=True)
 SERVED_FIXTURES = {"llm_server", "served_llm"}
 
 @pytest.fixture(scope="session")
