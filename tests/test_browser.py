@@ -130,7 +130,9 @@ def test_stop_ends_a_long_answer_and_frees_the_model(page, llm):
     started = time.perf_counter()
     while len(chatbot.inner_text()) < before_answer + 40 and time.perf_counter() - started < 120:
         time.sleep(0.1)  # wait until the answer is really streaming
-    stop.click()
+    # One dispatched click: Gradio re-renders the button as tokens stream, and a pointer click waiting for it to
+    # be stable can land, stop the answer and then time out retrying on the button that the stop removed.
+    stop.dispatch_event("click")
     expect(stop).to_be_hidden(timeout=10_000)
     stopped_at = chatbot.inner_text()
     assert len(stopped_at) >= before_answer + 40, "the answer never started streaming"
