@@ -21,11 +21,13 @@ from tests.facts import FACT_QUESTION
 FAST = AgentSettings(max_steps=0).with_overrides(max_new_tokens=12)
 
 
-def make_catalog(fact_index: Path, tmp: Path, models: ModelSettings | None = None) -> IndexCatalog:
-    """A catalogue over a private copy of the shared fact index (ingesting must not change the session fixture)."""
+def make_catalog(fact_index: Path, tmp: Path, models: ModelSettings | None = None,
+                 settings: AgentSettings | None = None) -> IndexCatalog:
+    """A catalogue over a private copy of the shared fact index (ingesting must not change the session fixture);
+    short answers unless `settings` say otherwise."""
     root = tmp / "indexes"
     shutil.copytree(fact_index, root / "facts", ignore=shutil.ignore_patterns("*.lock"))
-    settings = AgentSettings(max_steps=0, generation=GenerationSettings(max_new_tokens=12, seed=0))
+    settings = settings or AgentSettings(max_steps=0, generation=GenerationSettings(max_new_tokens=12, seed=0))
     return IndexCatalog(root, root / "facts", models or ModelSettings(device="cpu"), settings)
 
 
