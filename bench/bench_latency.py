@@ -3,7 +3,8 @@
 Part 1 (always): a synthetic 100k-chunk index written through the local backend (so FAISS and BM25 are the
 product's), then `Retriever.search` timed per query with the real MiniLM query embedding (no LLM): p50/p95 per
 mode, a breakdown of where the time goes, and the one-off warm-up (loading the FAISS and BM25 copies) of a freshly
-opened index.
+opened index, with the dense leg's recall@10 against exact search. `--vector-index` sets the index's FAISS kind
+(default: the product's `auto`), so `flat` and `auto` can be compared on the same index.
 Part 2 (`--million`): vectors only, exact flat against HNSW and IVF: recall@10, latency, build time, memory.
 
 Texts: sentences of SciFact abstracts (/work/shared/datasets/scifact, measurement only) reshuffled into chunks,
@@ -35,7 +36,12 @@ from rag_app.index import FileChunks, FileRecord, Index, IndexFacts
 from rag_app.index.lexical import tokenize
 from rag_app.index.local import LocalBackend
 from rag_app.index.search_copies import SearchView
-from rag_app.index.vectors import VECTOR_INDEX_KINDS, build_vector_index
+from rag_app.index.vectors import (
+    DEFAULT_VECTOR_INDEX,
+    VECTOR_INDEX_CHOICES,
+    VECTOR_INDEX_KINDS,
+    build_vector_index,
+)
 from rag_app.models.embedder import Embedder, load_embedder
 from rag_app.retrieval import Retriever
 from rag_app.types import Chunk, content_hash
@@ -133,6 +139,19 @@ def build_index(directory: Path, embedder: Embedder, documents: list[tuple[str, 
     return time.perf_counter() - started
 
 
+def use_vector_index(directory: Path, embedder: Embedder, kind: str) -> None:
+    """Record `kind` as the index's FAISS kind and save its copy in that kind, as `rag-ingest --vector-index` does."""
+    store = LocalBackend.open_for_write(directory, IndexFacts(embedder.name, embedder.dimension, embedder.max_tokens))
+    try:
+        if store.meta().get("vector_index", DEFAULT_VECTOR_INDEX) != kind:
+            store.update_meta({"vector_index": kind, "faiss_generation": None})
+            started = time.perf_counter()
+            store.finish_write()
+            print(f"index: FAISS copy rebuilt as {kind!r} in {time.perf_counter() - started:.1f} s")
+    finally:
+        store.close()
+
+
 def existing_chunks(directory: Path) -> int:
     if not Index.exists(directory):
         return 0
@@ -187,11 +206,14 @@ def measure_latency(args: argparse.Namespace) -> None:
     else:
         seconds = build_index(directory, embedder, documents, centres, args.chunks, args.seed)
         print(f"index: wrote {args.chunks} chunks through the local backend in {seconds:.1f} s")
+    use_vector_index(directory, embedder, args.vector_index)
     index = Index.open(directory, embedder)
     started = time.perf_counter()
     view = index.backend.copies.view()
     print(f"warm-up (once per index generation, first search after opening): loading the saved FAISS and BM25 "
           f"copies {time.perf_counter() - started:.1f} s; FAISS holds {view.vectors.ntotal} vectors")
+    picked = random.Random(args.seed).sample(queries, min(args.queries, len(queries)))
+    print_dense_recall(index, view, embedder, picked)
 
     timings = Timings()
     for owner, method, bucket in ((SearchView, "dense", "FAISS search"), (SearchView, "lexical_hits", "BM25 search"),
@@ -200,7 +222,6 @@ def measure_latency(args: argparse.Namespace) -> None:
                                   (embedder, "embed_query", "query embedding")):
         timings.wrap(owner, method, bucket)
     retriever = Retriever(index)
-    picked = random.Random(args.seed).sample(queries, min(args.queries, len(queries)))
     for query in picked[:5]:
         retriever.search(query, SearchOptions(k=5))
     timings.take()
@@ -237,6 +258,17 @@ def measure_latency(args: argparse.Namespace) -> None:
           f"{len(reembed)} queries: p50 {p50:.1f} ms, p95 {p95:.1f} ms = {p50 / hybrid_p50:.1f}x today's whole "
           "hybrid search")
     index.close()
+
+
+def print_dense_recall(index: Index, view: SearchView, embedder: Embedder, queries: list[str], k: int = 10) -> None:
+    """The kind of FAISS copy the index searches and its recall@k against exact search over the same vectors."""
+    ids, matrix = index.backend.all_vectors()
+    exact = build_vector_index(matrix, ids, matrix.shape[1], "flat")
+    vectors = np.vstack([embedder.embed_query(query) for query in queries]).astype(np.float32)
+    found, truth = view.vectors.search(vectors, k)[1], exact.search(vectors, k)[1]
+    kind = type(faiss.downcast_index(view.vectors.index)).__name__
+    print(f"dense leg: FAISS {kind}, recall@{k} against exact search {recall_at(found, truth):.3f} "
+          f"({len(queries)} queries)")
 
 
 # ---- part 2: approximate indexes at 1M vectors ----------------------------------------------------------------
@@ -318,6 +350,8 @@ def main() -> None:
                         help="queries for the isolated cost of re-embedding the top 10 passages")
     parser.add_argument("--topics", type=int, default=1500, help="source documents whose titles become centres")
     parser.add_argument("--index-dir", default="/tmp/rag_bench_latency/index-100k")
+    parser.add_argument("--vector-index", choices=VECTOR_INDEX_CHOICES, default=DEFAULT_VECTOR_INDEX,
+                        help="the FAISS kind of the latency index (default: the product's default)")
     parser.add_argument("--skip-latency", action="store_true", help="only the approximate-index part")
     parser.add_argument("--million", action="store_true", help="also compare flat, HNSW and IVF on --size vectors")
     parser.add_argument("--size", type=int, default=1_000_000, help="vectors for --million")

@@ -30,7 +30,7 @@ from rag_app.digest import file_sha256
 from rag_app.index import ChunkerSignature, FileChunks, FileRecord, Index, IndexBackend, IndexFacts
 from rag_app.index.lexical import TOKENIZER_VERSION, tokenize
 from rag_app.index.location import shown
-from rag_app.index.vectors import VECTOR_INDEX_KINDS
+from rag_app.index.vectors import DEFAULT_VECTOR_INDEX, VECTOR_INDEX_CHOICES
 from rag_app.models.embedder import Embedder
 
 LOOKAHEAD_FILES = 64  # files the loader thread may read ahead of the main thread
@@ -66,8 +66,8 @@ class Ingestor:
                                           TOKENIZER_VERSION).to_json()
         self._max_bytes = int(self.options.max_file_mb * 1024 * 1024)
         kind = self.options.vector_index
-        if kind is not None and kind not in VECTOR_INDEX_KINDS:
-            raise ValueError(f"unknown vector index {kind!r}: choose one of {', '.join(VECTOR_INDEX_KINDS)}")
+        if kind is not None and kind not in VECTOR_INDEX_CHOICES:
+            raise ValueError(f"unknown vector index {kind!r}: choose one of {', '.join(VECTOR_INDEX_CHOICES)}")
 
     def run(self, paths: Sequence[Path | str]) -> IngestReport:
         """Ingest `paths`; a new embedder makes the whole run one transaction, so a kill keeps the old index."""
@@ -255,9 +255,9 @@ class Ingestor:
         embedder.tracker.committed(len(batch.files), batch.chunks)
 
     def _apply_vector_index(self, store: IndexBackend, meta: dict[str, object], report: IngestReport) -> None:
-        """Record a new FAISS index kind (flat, hnsw, ivf); the FAISS copy is then rebuilt in that kind."""
+        """Record a new FAISS index kind (auto, flat, hnsw, ivf); the FAISS copy is then rebuilt in that kind."""
         kind = self.options.vector_index
-        if kind is None or kind == meta.get("vector_index", "flat"):
+        if kind is None or kind == meta.get("vector_index", DEFAULT_VECTOR_INDEX):
             return
         store.update_meta({"vector_index": kind, "faiss_generation": None})
         report.notes.append(f"vector index changed to {kind!r}: the FAISS copy is rebuilt")

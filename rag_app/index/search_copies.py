@@ -25,7 +25,7 @@ from rag_app.atomic import write_atomically
 from rag_app.index.backend import ChunkerSignature
 from rag_app.index.lexical import TOKENIZER_VERSION, LexicalIndex, tokenize
 from rag_app.index.sqlite_store import SQLiteStore
-from rag_app.index.vectors import build_vector_index
+from rag_app.index.vectors import DEFAULT_VECTOR_INDEX, build_vector_index
 
 VECTORS_NAME = "vectors.faiss"
 LEXICAL_NAME = "lexical"
@@ -114,7 +114,7 @@ class SearchCopies:
     def _build_vectors(self) -> faiss.Index:
         ids, matrix = self.store.all_vectors()
         meta = self.store.meta()
-        return build_vector_index(matrix, ids, int(meta["dimension"]), meta.get("vector_index", "flat"))
+        return build_vector_index(matrix, ids, int(meta["dimension"]), meta.get("vector_index", DEFAULT_VECTOR_INDEX))
 
     def _load_vectors(self, generation: int) -> faiss.Index:
         """The saved FAISS copy when it matches this generation, else one built from SQLite."""
