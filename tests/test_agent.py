@@ -241,9 +241,10 @@ def test_a_model_that_never_acts_stops_being_asked_and_one_that_acts_keeps_its_s
     from rag_app.models.actions import MIN_DECISIONS, ActionRecords
 
     records = ActionRecords(tmp_path / "actions.json")
-    # Extractive answers: the decisions are under test, and 19 generated answers took a minute of the suite.
+    # One-token generated answers over one passage: the decisions are under test, and 19 full answers took a
+    # minute of the suite.
     mute, scripted = make_agent(store, embedder, llm, ["I think the fountain is nice."] * 50, max_steps=1,
-                                answer_mode="extractive")
+                                answer_mode="generative", max_new_tokens=1, k=1)
     mute.actions = records
     for _ in range(MIN_DECISIONS):
         mute.ask(FACT_QUESTION)
@@ -254,7 +255,7 @@ def test_a_model_that_never_acts_stops_being_asked_and_one_that_acts_keeps_its_s
     assert ActionRecords(tmp_path / "actions.json").get(llm.name).decisions == MIN_DECISIONS  # remembered
 
     acting, decisive = make_agent(store, embedder, llm, ["Final Answer"] * 50, max_steps=1,
-                                  answer_mode="extractive")
+                                  answer_mode="generative", max_new_tokens=1, k=1)
     acting.actions = ActionRecords()
     for _ in range(MIN_DECISIONS + 2):
         acting.ask(FACT_QUESTION)

@@ -45,6 +45,7 @@ class ScriptedAnswer(LocalLLM):
         return "stop", 0, len(self.words)
 
     def generate(self, messages, settings=None, tools=None) -> str:
+        self.requests.append(messages)
         return "Final Answer"
 
 
@@ -162,7 +163,7 @@ def test_auto_stops_asking_a_model_whose_answers_keep_failing_and_keeps_asking_o
 
 def test_extractive_mode_answers_from_the_passages_without_the_model(index, llm):
     agent, scripted = agent_with(index, llm, "never asked", "extractive")
-    answer = agent.ask(FACT_QUESTION)
+    answer = agent.ask(FACT_QUESTION, max_steps=2)  # no ReAct decision asks the model either
     assert scripted.requests == []
     assert answer.mode == "extractive" and answer.text == f"{FACT_SENTENCE} [1]."
     assert answer.sentences[0].supported and answer.sentences[0].evidence == FACT

@@ -180,7 +180,7 @@ def check_prompt_fits(tokens: TokenCounter, data: st.DataObject, turns: list[lis
     assert built.budget == window - max_new_tokens
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=QUICK_CHECKS)
+@settings(max_examples=400, deadline=None, suppress_health_check=QUICK_CHECKS)
 @given(**PROMPT_CASES)
 def test_every_prompt_fits_exactly(tokens: HFTokenCounter, **case: Any) -> None:
     check_prompt_fits(tokens, **case)

