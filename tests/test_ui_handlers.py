@@ -39,8 +39,8 @@ def serve(catalog: IndexCatalog, allowed_root: Path | None = None, port: int = 0
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-    options = UIOptions(concurrency=2, defaults=FAST, max_upload_mb=1,
-                        allowed_roots=AllowedRoots([allowed_root] if allowed_root else []), **options)
+    options = UIOptions(**{"concurrency": 2, "defaults": FAST, "max_upload_mb": 1,
+                           "allowed_roots": AllowedRoots([allowed_root] if allowed_root else []), **options})
     app = launch(build_app(catalog, options), host="127.0.0.1", port=port, share=False, auth=None,
                  max_upload_mb=1, block=False)
     try:
