@@ -19,9 +19,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 TEST_HOME = Path(tempfile.gettempdir()) / "rag_app-test-home"
 os.environ.setdefault("RAG_APP_HOME", str(TEST_HOME))
-# The test home keeps converted models between runs, but each run starts with no record of the models' answers: a
-# run must not depend on how earlier runs on this machine went (a model a past run put on probation is not asked).
-# A home the user chose keeps its records.
+# The test home keeps converted models between runs, but each run starts from the measured records alone (as a new
+# installation does): a run must not depend on how earlier runs on this machine went. A home the user chose keeps
+# its records.
 if Path(os.environ["RAG_APP_HOME"]) == TEST_HOME:
     (TEST_HOME / "action-records.json").unlink(missing_ok=True)
 SERVED_FIXTURES = {"llm_server", "served_llm"}

@@ -34,7 +34,8 @@ def test_rag_ingest_json_report_then_rag_ask_json(tmp_path, fact_corpus):
     assert Path(first["path"]).name == "fountain.txt"
     assert isinstance(first["score"], float) and "Tuesday" in first["text"]
 
-    # The human-readable form, answered without the model: the generated path ran just above.
+    # The human-readable form, answered without the model (generation through rag-ask is tested against a served
+    # model in test_served_faces).
     plain = run("rag-ask", FACT_QUESTION, "--index", str(index), "--answer-mode", "extractive")
     assert plain.returncode == 0, plain.stderr
     assert "[1]" in plain.stdout and "fountain.txt" in plain.stdout

@@ -19,8 +19,8 @@ VECTOR_INDEX_CHOICES = ("auto", *VECTOR_INDEX_KINDS)
 DEFAULT_VECTOR_INDEX = "auto"
 
 # Exact search scans every vector: one query over 384-d vectors took 12.4 ms at 50k and 26.6 ms at 100k against
-# IVF's 1.1 and 1.8 ms (recall@10 0.973 for real queries, 0.998 held-out); below 50k flat costs a few ms (5.3 at
-# 20k) and builds in a blink, which matters because the copy is rebuilt after every write (docs/latency.md).
+# IVF's 1.1 and 1.8 ms (recall@10 0.973 for 200 real queries, 0.998 for 200 held-out); below 50k flat costs a few
+# ms (5.3 at 20k) and builds in a blink, which matters because the copy is rebuilt after every write (docs/latency.md).
 AUTO_IVF_FROM = 50_000
 
 HNSW_M = 32

@@ -49,8 +49,9 @@ class ActionRecord:
         return self.decisions < MIN_DECISIONS or self.valid >= MIN_VALID_SHARE * self.decisions
 
 
-# The bundled model, measured by bench_first_token on 2 cores: no valid action in 8 decision steps, and 2 of 16
-# checked answers (8 English, 8 Chinese) with a supported first sentence.
+# The bundled model, measured on 2 cores at load 6-9 (`bench.bench_first_token --probation`, as the runs before
+# these records were shipped): no valid action in 8 decision steps, and 2 of 16 checked answers (8 English,
+# 8 Chinese) with a supported first sentence.
 MEASURED = {DEFAULT_LLM: ActionRecord(decisions=8, valid=0),
             checked_answers(DEFAULT_LLM): ActionRecord(decisions=16, valid=2)}
 
