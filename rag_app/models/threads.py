@@ -12,7 +12,7 @@ import ctypes
 import importlib.util
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -61,11 +61,9 @@ def _torch_openmp() -> ctypes.CDLL | None:
 
 
 @contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Torch ops of the calling thread run on one OpenMP thread inside the block; the thread's team size before
-    it is restored after. Why: a MiniLM query (about 15 tokens) took p50 862 ms / p95 1644 ms on one thread
-    against 1078 / 2535 ms on two, interleaved, n=40, load average 10 on 2 cores: tiny matrices gain nothing from
-    a second thread and wait at its barriers when it is descheduled."""
+def torch_threads(count: int) -> Iterator[None]:
+    """Torch ops of the calling thread run on `count` OpenMP threads inside the block; the thread's team size
+    before it is restored after (OpenMP's team size is per thread, so other threads keep theirs)."""
     import torch
 
     runtime = _torch_openmp()
@@ -73,8 +71,16 @@ def one_torch_thread() -> Iterator[None]:
         yield
         return
     before = torch.get_num_threads()  # also makes torch set up this thread's team first, so ours is not undone
-    runtime.omp_set_num_threads(1)
+    runtime.omp_set_num_threads(max(1, count))
     try:
         yield
     finally:
         runtime.omp_set_num_threads(before)
+
+
+def one_torch_thread() -> AbstractContextManager[None]:
+    """Torch ops of the calling thread on one OpenMP thread inside the block. Why: a MiniLM query (about 15
+    tokens) took p50 862 ms / p95 1644 ms on one thread against 1078 / 2535 ms on two, interleaved, n=40, load
+    average 10 on 2 cores: tiny matrices gain nothing from a second thread and wait at its barriers when it is
+    descheduled."""
+    return torch_threads(1)
