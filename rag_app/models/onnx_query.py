@@ -1,0 +1,118 @@
+"""A sentence-transformers embedder's queries on ONNX Runtime: its transformer exported once per weights content.
+
+Why: one short query is a pass over ~16 tokens, where torch spends its time in per-op overhead and small-matrix
+kernels; ONNX Runtime's fused graph answered the same MiniLM queries several times faster on one thread
+(docs/latency.md), which is most of a hybrid search at 100k chunks. Documents stay on torch (large batches,
+where its kernels do well).
+
+Only a model whose pipeline is Transformer -> mean Pooling -> Normalize (all-MiniLM-L6-v2 and most
+sentence-transformers models) loaded from a folder with `model.safetensors` takes this path; the export is checked
+against torch on probe texts and used only if they agree (cosine >= `AGREEMENT`), else queries stay on torch. The
+export lives in the converted-model cache (`RAG_APP_HOME/models/<name>-<sha256[:12]>/model.onnx`, listed and
+pruned by `rag-cache`), keyed by the weights' content, so checkouts share it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from rag_app.models.model_cache import cached_folder, mark_used
+
+ONNX_NAME = "model.onnx"
+WEIGHTS_NAME = "model.safetensors"
+AGREEMENT = 0.9999
+PROBES = ("Which river ends in the Black Sea?", "长江流经哪些城市？", "GPT-2 context window 1024 tokens")
+
+
+def weights_file(model) -> Path | None:  # type: ignore[no-untyped-def]
+    """The weights file of a sentence-transformers model with the supported pipeline, else None."""
+    from sentence_transformers.models import Normalize, Pooling, Transformer
+
+    modules = list(model)
+    if len(modules) != 3 or not isinstance(modules[0], Transformer) or not isinstance(modules[2], Normalize):
+        return None
+    pooling = modules[1]
+    if not isinstance(pooling, Pooling) or pooling.pooling_mode != "mean":
+        return None
+    weights = Path(str(modules[0].auto_model.config._name_or_path)) / WEIGHTS_NAME
+    return weights if weights.is_file() else None
+
+
+def export(model, target: Path) -> None:  # type: ignore[no-untyped-def]
+    """Write the model's transformer as ONNX to `target` (atomically: a concurrent export never leaves half)."""
+    import warnings
+
+    import torch
+
+    class LastHiddenState(torch.nn.Module):
+        """The transformer as a function of (input_ids, attention_mask): the graph that is exported."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer = model[0].auto_model
+
+        def forward(self, input_ids, attention_mask):  # type: ignore[no-untyped-def]
+            return self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    features = model.tokenizer([PROBES[0]], return_tensors="pt")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".onnx.part")
+    os.close(handle)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                LastHiddenState().eval(), (features["input_ids"], features["attention_mask"]), temporary,
+                input_names=["input_ids", "attention_mask"], output_names=["hidden"],
+                dynamic_axes={name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask", "hidden")},
+                opset_version=17, dynamo=False,
+            )
+        os.chmod(temporary, 0o644)  # readable by every user of a shared cache, as the converted GGUFs are
+        os.replace(temporary, target)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+class OnnxQueryEncoder:
+    """Mean-pooled, L2-normalised query vectors from the exported transformer, on one thread."""
+
+    def __init__(self, path: Path, tokenizer: Tokenizer) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        # One thread, as for torch queries (rag_app.models.threads): a tiny graph gains nothing from a second one.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def for_model(cls, model, name: str, cache: Path | None = None) -> OnnxQueryEncoder | None:  # type: ignore[no-untyped-def]
+        """The encoder for a supported model whose export agrees with torch, exporting it on first use; else None."""
+        weights = weights_file(model)
+        if weights is None:
+            return None
+        folder = cached_folder(weights, cache, marker=ONNX_NAME, stem=name.replace("/", "--"))
+        if not (folder / ONNX_NAME).is_file():
+            export(model, folder / ONNX_NAME)
+        mark_used(folder)
+        # Its own Rust tokenizer, truncating at the model's window: a shared one has its truncation switched by
+        # whichever thread encodes next (the ingest's documents and a chat's query run at once in the app).
+        tokenizer = Tokenizer.from_str(model.tokenizer.backend_tokenizer.to_str())
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(int(model.max_seq_length))
+        encoder = cls(folder / ONNX_NAME, tokenizer)
+        expected = model.encode(list(PROBES), normalize_embeddings=True, convert_to_numpy=True)
+        agreement = min(float(encoder.embed(text) @ vector) for text, vector in zip(PROBES, expected, strict=True))
+        return encoder if agreement >= AGREEMENT else None
+
+    def embed(self, text: str) -> np.ndarray:
+        ids = np.asarray([self.tokenizer.encode(text).ids], dtype=np.int64)
+        hidden = self.session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
+        pooled = hidden.mean(axis=0)
+        return (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
