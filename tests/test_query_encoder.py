@@ -44,3 +44,18 @@ def test_other_pipelines_keep_their_queries_on_torch(embedder):
     first_token = SentenceTransformer(modules=[embedder.model[0], Pooling(embedder.dimension, "cls"), Normalize()])
     assert weights_file(first_token) is None
     assert weights_file(SentenceTransformer(modules=[embedder.model[0], embedder.model[1]])) is None
+
+
+def test_an_export_that_disagrees_with_torch_or_fails_leaves_the_queries_on_torch(embedder, tmp_path, monkeypatch):
+    from rag_app.models import onnx_query
+
+    monkeypatch.setattr(onnx_query, "AGREEMENT", 1.01)  # no export can agree this well: it must not be used
+    assert onnx_query.OnnxQueryEncoder.for_model(embedder.model, embedder.name) is None
+    monkeypatch.undo()
+
+    def broken(model, target):  # type: ignore[no-untyped-def]
+        raise RuntimeError("unsupported operator")
+
+    monkeypatch.setenv("RAG_APP_HOME", str(tmp_path / "home"))  # an empty cache, so the export is attempted
+    monkeypatch.setattr(onnx_query, "export", broken)
+    assert embedder._query_encoder() is None

