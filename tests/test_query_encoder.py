@@ -34,7 +34,8 @@ def test_the_export_is_a_cache_entry_keyed_by_the_weights_it_came_from(embedder)
     folder = model_cache.cached_folder(weights, marker=ONNX_NAME)
     assert (folder / ONNX_NAME).is_file() and folder.name.startswith("all-MiniLM-L6-v2-")
     entry = next(entry for entry in model_cache.entries() if entry.folder == folder)
-    assert entry.sources == (str(weights.resolve()),) and entry.size_bytes > 50 * 2**20
+    # The cache is shared: another checkout holding the same weights may be listed too.
+    assert str(weights.resolve()) in entry.sources and entry.size_bytes > 50 * 2**20
 
 
 def test_other_pipelines_keep_their_queries_on_torch(embedder):
