@@ -29,7 +29,7 @@ from rag_app.index import Index, copy_index
 from rag_app.index.backend import SearchRequest
 from rag_app.index.pg_server import LocalPostgres
 from rag_app.models.embedder import load_embedder
-from rag_app.retrieval import Retriever
+from rag_app.retrieval import ROWS_PER_PASSAGE, Retriever
 
 MODES = ("dense", "lexical", "hybrid")
 # Server settings for 2 shared cores: no parallel query, memory for HNSW builds, durability off (throwaway data).
@@ -122,7 +122,7 @@ def time_queries(index: Index, queries: list[str], options: SearchOptions) -> tu
     """Milliseconds per query through Retriever.search (embedding included), and of the backend's search alone."""
     retriever = Retriever(index)
     retriever.search(queries[0], options)  # warm-up: loads the local copies, fills PostgreSQL's cache
-    request = SearchRequest.from_options(options)
+    request = SearchRequest.from_options(options, rows=ROWS_PER_PASSAGE * options.k)  # as Retriever.search asks
     whole, search = [], []
     for text in queries:
         began = time.perf_counter()

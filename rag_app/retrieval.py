@@ -1,7 +1,7 @@
 """Hybrid search over one index: the backend's fused candidates, then small stages `(hits, query) -> hits`.
 
-Stages: drop near-duplicates, score relevance (for abstaining), rerank (optional), keep the best `k`, merge
-neighbouring chunks of one file, number the passages.
+Stages: drop near-duplicates (among the best few candidates the backend read), score relevance (for abstaining),
+rerank (optional), keep the best `k`, merge neighbouring chunks of one file, number the passages.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from rag_app.rerank import Reranker
 from rag_app.types import Chunk, Hit
 
 NEAR_DUPLICATE_COSINE = 0.98
+# Fused candidates read per passage wanted, a margin for the copies and near-copies dropped first; a search whose
+# copies eat the margin reads every candidate, so the passages are the same as reading all of them at once.
+ROWS_PER_PASSAGE = 2
 RELEVANCE_DEPTH = 10
 Stage = Callable[[list[Hit], Query], list[Hit]]
 
@@ -154,18 +157,21 @@ class Retriever:
         if not text.strip():
             return []
         query = self.index.query(text)
-        found = self.index.search(query, SearchRequest.from_options(options))
         depth = max(options.k, options.rerank_depth if self.reranker is not None else 0)
+        request = SearchRequest.from_options(options, rows=ROWS_PER_PASSAGE * depth)
+        found = self.index.search(query, request)
+        hits = drop_near_duplicates(found.hits, query, found.vectors, depth)
+        if len(hits) < depth and len(found.hits) >= ROWS_PER_PASSAGE * depth:  # copies ate the margin: read them all
+            found = self.index.search(query, replace(request, rows=None))
+            hits = drop_near_duplicates(found.hits, query, found.vectors, depth)
         idf = inverse_document_frequencies(found.document_frequencies, found.chunk_count)
         stages: list[Stage] = [
-            partial(drop_near_duplicates, vectors=found.vectors, limit=depth),
             partial(score_relevance, vectors=found.vectors, idf=idf, calibration=self.calibration(text)),
             *([self.reranker.rerank] if self.reranker is not None else []),
             partial(keep_best, k=options.k),
             *([merge_neighbours] if options.merge_neighbours else []),
             number_hits,
         ]
-        hits = found.hits
         for stage in stages:
             hits = stage(hits, query)
         return hits

@@ -111,6 +111,24 @@ def test_identical_and_near_identical_chunks_come_back_once(retriever: Retriever
     assert sum("knead" in text for text in bread) == 1
 
 
+def test_reading_a_few_candidates_gives_the_passages_of_reading_all(retriever: Retriever, monkeypatch) -> None:
+    """The backend reads 2 candidates per passage; when copies eat that margin, the search reads them all."""
+    from rag_app import retrieval
+
+    queries = ["knead the bread dough until elastic", "how does glacial ice form", "king and rook", "Danube"]
+    options = SearchOptions(k=3, merge_neighbours=False)
+    requests = []
+    search = retriever.index.search
+    monkeypatch.setattr(retriever.index, "search", lambda query, request: requests.append(request.rows)
+                        or search(query, request))
+    few = [retriever.search(query, options) for query in queries]
+    assert requests.count(None) == 1, "the six bread chunks (three copies) should have sent one search to read all"
+    monkeypatch.setattr(retrieval, "ROWS_PER_PASSAGE", 10**6)
+    every = [retriever.search(query, options) for query in queries]
+    assert [[(s.path, s.text) for s in hits] for hits in few] == [[(s.path, s.text) for s in hits] for hits in every]
+    assert len(few[0]) == 3 and len({source.text.lower() for source in few[0]}) == 3
+
+
 def test_adjacent_chunks_of_one_file_are_merged(retriever: Retriever) -> None:
     query = "how glacial ice forms from firn and flows downhill"
     apart = retriever.search(query, SearchOptions(k=4, mode="lexical", merge_neighbours=False))

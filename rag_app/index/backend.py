@@ -91,14 +91,15 @@ class SearchRequest:
     dense_weight: float = 0.5
     path_glob: str | None = None
     file_types: tuple[str, ...] = ()
+    rows: int | None = None  # the best fused hits (after filters) the caller reads; None: all of them
 
     @classmethod
-    def from_options(cls, options: SearchOptions) -> SearchRequest:
+    def from_options(cls, options: SearchOptions, rows: int | None = None) -> SearchRequest:
         """Filters widen the pool eightfold, so that enough candidates survive them."""
         filtered = bool(options.path_glob or options.file_types)
         pool = max(options.candidates, options.k) * (8 if filtered else 1)
         return cls(options.mode, pool, options.fusion, options.rrf_k, options.dense_weight, options.path_glob,
-                   tuple(options.file_types))
+                   tuple(options.file_types), rows)
 
     def allows(self, path: str) -> bool:
         """Whether a chunk of the file at `path` passes the path-glob and file-type filters."""
@@ -112,8 +113,9 @@ class SearchRequest:
 
 @dataclass(frozen=True)
 class Candidates:
-    """One search's answer from a backend: fused hits (best first, score = fused score), the stored vectors of
-    their chunks by content hash, and document frequencies of the query's terms over `chunk_count` chunks."""
+    """One search's answer from a backend: fused hits (best first, score = fused score; at most `request.rows`), the
+    stored vectors of their chunks by content hash, and document frequencies of the query's terms over
+    `chunk_count` chunks."""
 
     hits: list[Hit]
     vectors: Mapping[str, np.ndarray] = field(default_factory=dict)

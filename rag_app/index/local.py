@@ -56,9 +56,18 @@ class LocalBackend(SQLiteStore):
         lexical = view.lexical_hits(query.tokens, request.pool) if request.mode != "dense" else []
         fused = fuse(dense, lexical, request)
         ordered = sorted(fused, key=fused.__getitem__, reverse=True)
-        chunks = self.chunks(ordered)
-        hits = [Hit(chunks[chunk_id], fused[chunk_id]) for chunk_id in ordered
-                if chunk_id in chunks and request.allows(chunks[chunk_id].path)]
+        wanted = request.rows or max(len(ordered), 1)
+        hits: list[Hit] = []
+        # Read the chunks best first, only as many as the caller reads: at 100k chunks reading all ~175 fused
+        # candidates and their vectors took ~8 ms of a ~40 ms search whose stages used 5-10 of them.
+        for start in range(0, len(ordered), wanted):
+            batch = ordered[start:start + wanted]
+            chunks = self.chunks(batch)
+            hits.extend(Hit(chunks[chunk_id], fused[chunk_id]) for chunk_id in batch
+                        if chunk_id in chunks and request.allows(chunks[chunk_id].path))
+            if len(hits) >= wanted:
+                hits = hits[:wanted]
+                break
         return Candidates(
             hits=hits,
             vectors=self.known_vectors(hit.chunk.content_hash for hit in hits),

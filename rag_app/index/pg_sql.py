@@ -103,7 +103,7 @@ def search_parameters(query: Query, request: SearchRequest) -> dict[str, Any]:
         "lexical_pool": request.pool if request.mode != "dense" else 0,
         "exact_below": EXACT_BELOW, "per_term": PER_TERM, "depth": DEPTH,
         "rrf_k": request.rrf_k, "dense_weight": request.dense_weight,
-        "limit": 2 * request.pool,  # every fused row, as the local backend returns them
+        "limit": request.rows or 2 * request.pool,  # at most every fused row, as the local backend returns them
     }
 
 
