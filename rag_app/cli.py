@@ -107,8 +107,10 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             print(json.dumps(response.answer.to_dict(), ensure_ascii=False, indent=2))
             return EXIT_OK
+        streamed = []
         for event in response:
             if event.kind == "token":
+                streamed.append(event.text)
                 print(event.text, end="", flush=True)
         answer = response.answer
     except (IndexError_, ValueError, RuntimeError) as error:  # RuntimeError: also a model server's ServerError
@@ -116,7 +118,9 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
     print("\n")
     if not answer.abstained:
         source = "the passages' own words" if answer.mode == "extractive" else "sentences checked"
-        print(f"Answer ({source}): {answer.text}\n")
+        # The checked answer is repeated only when it differs from what streamed (auto mode replaced it).
+        same = " ".join("".join(streamed).split()) == " ".join(answer.text.split())
+        print(f"({source})\n" if same else f"Answer ({source}): {answer.text}\n")
     if answer.notice:
         print(f"Note: {answer.notice}\n")
     for sentence in answer.sentences:

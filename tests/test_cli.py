@@ -39,6 +39,8 @@ def test_rag_ingest_json_report_then_rag_ask_json(tmp_path, fact_corpus):
     plain = run("rag-ask", FACT_QUESTION, "--index", str(index), "--answer-mode", "extractive")
     assert plain.returncode == 0, plain.stderr
     assert "[1]" in plain.stdout and "fountain.txt" in plain.stdout
+    streamed = plain.stdout.splitlines()[0]
+    assert "Tuesday" in streamed and plain.stdout.count(streamed) == 1, "the answer is printed once"
 
 
 def test_rag_ask_on_a_missing_index_fails_clearly(tmp_path):
