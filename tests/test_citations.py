@@ -115,3 +115,15 @@ def test_a_sentence_that_answers_without_repeating_the_titles_name_is_chosen():
     sources = [Hit(Chunk(PASSIFLORA, "大果西番莲.txt", ordinal=0, id=1), 1.0, number=1)]
     ranked = rank_statements("大果西番莲的叶柄有什么特点？", sources)
     assert ranked[0].text == "其叶柄有四到六个腺体。"
+
+
+def test_the_search_order_counts_when_two_passages_answer_nearly_alike():
+    """The first passage's sentence lacks one of six question terms; the second passage's has them all. The
+    search ranked the first passage higher, and that outweighs one common term (RANK_WEIGHT)."""
+    question = "When does the maritime harbour museum in Bergen open on Sundays?"
+    first = Hit(Chunk("On Sundays the harbour museum in Bergen opens at noon.", "guide.txt", id=1), 1.0, number=1)
+    second = Hit(Chunk("The maritime harbour museum in Bergen opens at ten on Sundays. Maritime trade built the town.",
+                       "forum.txt", id=2), 0.9, number=2)
+    ranked = rank_statements(question, [first, second])
+    assert ranked[0].text == "On Sundays the harbour museum in Bergen opens at noon."
+    assert rank_statements(question, [first, second], rank_weight=0.0)[0].position == 1, "the case needs the order"
