@@ -158,10 +158,11 @@ class Retriever:
             return []
         query = self.index.query(text)
         depth = max(options.k, options.rerank_depth if self.reranker is not None else 0)
-        request = SearchRequest.from_options(options, rows=ROWS_PER_PASSAGE * depth)
+        rows = ROWS_PER_PASSAGE * depth
+        request = SearchRequest.from_options(options, rows=rows)
         found = self.index.search(query, request)
         hits = drop_near_duplicates(found.hits, query, found.vectors, depth)
-        if len(hits) < depth and len(found.hits) >= ROWS_PER_PASSAGE * depth:  # copies ate the margin: read them all
+        if len(hits) < depth and len(found.hits) >= rows:  # copies ate the margin: read them all
             found = self.index.search(query, replace(request, rows=None))
             hits = drop_near_duplicates(found.hits, query, found.vectors, depth)
         idf = inverse_document_frequencies(found.document_frequencies, found.chunk_count)
