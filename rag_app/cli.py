@@ -81,6 +81,8 @@ def ingest_main(argv: Sequence[str] | None = None) -> int:
 
 def ask_main(argv: Sequence[str] | None = None) -> int:
     """rag-ask "question" --index DIR: answer from the index, with numbered sources."""
+    from transformers.utils import logging as transformers_logging
+
     from rag_app.agent import RagAgent
     from rag_app.index import IndexError_
 
@@ -99,6 +101,7 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     history = json.loads(args.history.read_text(encoding="utf-8")) if args.history else []
+    transformers_logging.disable_progress_bar()  # stderr carries errors, not the weight loader's bars
     try:
         agent = RagAgent.load(args.index, embedder=args.embedder, llm=args.llm, device=args.device,
                               context_window=args.context_window, llm_url=args.llm_url,

@@ -41,6 +41,7 @@ def test_rag_ingest_json_report_then_rag_ask_json(tmp_path, fact_corpus):
     assert "[1]" in plain.stdout and "fountain.txt" in plain.stdout
     streamed = plain.stdout.splitlines()[0]
     assert "Tuesday" in streamed and plain.stdout.count(streamed) == 1, "the answer is printed once"
+    assert "Loading weights" not in plain.stderr, "stderr is for errors, not the model loader's progress bars"
 
 
 def test_rag_ask_on_a_missing_index_fails_clearly(tmp_path):
