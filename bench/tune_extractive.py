@@ -16,8 +16,6 @@ import argparse
 import statistics
 from pathlib import Path
 
-import numpy as np
-
 from bench.calibrate_refusal import SHARED, paragraph_number
 from bench.machine import describe_machine
 from rag_app.answer_eval import contains_any
@@ -25,7 +23,7 @@ from rag_app.citations import RANK_WEIGHT, TOPIC_WEIGHT, Statement, rank_stateme
 from rag_app.config import SearchOptions
 from rag_app.evaluation import load_beir, read_jsonl
 from rag_app.index import Index
-from rag_app.models.embedder import Embedder
+from rag_app.models.embedder import RememberingEmbedder
 from rag_app.retrieval import Retriever
 
 TOPIC_WEIGHTS = (1.0, 0.5, 0.25, 0.0)
@@ -34,24 +32,6 @@ RANK_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3)
 RULES = list(dict.fromkeys([(False, 1.0, RANK_WEIGHT)] + [(True, weight, RANK_WEIGHT) for weight in TOPIC_WEIGHTS]
                            + [(True, TOPIC_WEIGHT, weight) for weight in RANK_WEIGHTS]))
 SETTINGS = [(1, 1.0), (2, 0.9), (2, 0.8), (2, 0.7), (2, 0.5), (2, 0.0), (3, 0.8), (3, 0.5)]
-
-
-class RememberingEmbedder:
-    """An embedder that embeds each sentence once, so that every setting ranks the same vectors."""
-
-    def __init__(self, embedder: Embedder) -> None:
-        self.embedder = embedder
-        self.name = embedder.name
-        self._vectors: dict[str, np.ndarray] = {}
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embedder.embed_query(text)
-
-    def embed_documents(self, texts: list[str]) -> np.ndarray:
-        new = [text for text in dict.fromkeys(texts) if text not in self._vectors]
-        if new:
-            self._vectors.update(zip(new, self.embedder.embed_documents(new), strict=True))
-        return np.stack([self._vectors[text] for text in texts])
 
 
 def chosen(statements: list[Statement], sentences: int, share: float) -> str:
@@ -65,7 +45,7 @@ def ranked_answers(index: Index, questions: list[tuple[str, str]]) -> tuple[dict
     refused."""
     retriever = Retriever(index)
     options = SearchOptions()
-    embedder = RememberingEmbedder(index.embedder)
+    embedder = RememberingEmbedder(index.embedder, size=10**7)
     ranked: dict[tuple[bool, float, float], list] = {rule: [] for rule in RULES}
     refused = 0
     for qid, text in questions:

@@ -167,7 +167,7 @@ class RagAgent:
         if mode == "auto" and not record.can_act:
             mode = "extractive"
             notice = SKIPPED_NOTICE[is_cjk(question)].format(valid=record.valid, tries=record.decisions)
-        return Composer(mode, question, built.passages, self.index.embedder, meaning, notice=notice,
+        return Composer(mode, question, built.passages, self.retriever.sentences, meaning, notice=notice,
                         min_relevance=settings.search.min_relevance, retrieved=hits)
 
     def _answer_generation(self, settings: AgentSettings) -> GenerationSettings:
@@ -197,7 +197,7 @@ class RagAgent:
         cited = {number for sentence in composed.sentences for number in sentence.citations}
         used = [hit for hit in hits if hit.number in shown | cited]
         meaning = self.retriever.calibration(query).cosine
-        used, evidence = evidence_sentences(query, used, self.index.embedder, meaning)
+        used, evidence = evidence_sentences(query, used, self.retriever.sentences, meaning)
         return Answer(
             text=render(composed.sentences), sources=used, sentences=composed.sentences, mode=composed.mode,
             notice=composed.notice, generated=composed.generated, steps=steps, dropped_turns=built.dropped_turns,

@@ -88,7 +88,7 @@ def score(asked: Asked, answer: Answer, agent: RagAgent, golds: Sequence[str]) -
             continue
         hits = [hit for hit in answer.sources if hit.number in sentence.citations]
         asked.sentences += 1
-        attributor = Attributor(hits, agent.index.embedder, meaning, asked.question)
+        attributor = Attributor(hits, agent.retriever.sentences, meaning, asked.question)
         asked.supported += bool(hits) and attributor.attribute(sentence.text).supported
 
 

@@ -13,12 +13,14 @@ from functools import partial
 
 import numpy as np
 
-from rag_app.calibration import Calibrations, RelevanceCalibration, relevance
+from rag_app.calibration import Calibrations, RelevanceCalibration, needs_sentence_test, relevance
+from rag_app.citations import statement
 from rag_app.config import SearchOptions
 from rag_app.index import Index, Query
 from rag_app.index.backend import SearchRequest
 from rag_app.index.lexical import tokenize
-from rag_app.language import is_cjk
+from rag_app.language import is_cjk, split_sentences
+from rag_app.models.embedder import Embedder, RememberingEmbedder
 from rag_app.rerank import Reranker
 from rag_app.types import Chunk, Hit
 
@@ -77,17 +79,41 @@ def drop_near_duplicates(hits: list[Hit], query: Query, vectors: Mapping[str, np
     return kept
 
 
+def best_sentence_cosines(texts: Sequence[str], query_vector: np.ndarray, embedder: Embedder) -> list[float]:
+    """Per passage, the best cosine between the query and one of its statements (0 when it states nothing)."""
+    sentences = [[text for sentence in split_sentences(passage) if (text := statement(sentence))]
+                 for passage in texts]
+    unique = list(dict.fromkeys(text for passage in sentences for text in passage))
+    if not unique:
+        return [0.0] * len(texts)
+    cosines = dict(zip(unique, (float(value) for value in embedder.embed_documents(unique) @ query_vector),
+                       strict=True))
+    return [max((cosines[text] for text in passage), default=0.0) for passage in sentences]
+
+
 def score_relevance(hits: list[Hit], query: Query, vectors: Mapping[str, np.ndarray], idf: Mapping[str, float],
-                    calibration: RelevanceCalibration) -> list[Hit]:
-    """Relevance of the top hits from stored vectors (no re-embedding) and IDF-weighted term coverage."""
-    scored = []
-    for position, hit in enumerate(hits):
-        if position < RELEVANCE_DEPTH:
-            vector = vectors.get(hit.chunk.content_hash)
-            cosine = float(vector @ query.vector) if vector is not None else 0.0
-            hit = replace(hit, relevance=relevance(cosine, term_coverage(query.terms, hit.text, idf), calibration))
-        scored.append(hit)
-    return scored
+                    calibration: RelevanceCalibration, embedder: Embedder | None = None,
+                    min_relevance: float = 0.5) -> list[Hit]:
+    """Relevance of the top hits from stored vectors (no re-embedding) and IDF-weighted term coverage, then, where
+    the calibration has a sentence test and the query more than one term, the best sentence cosine of each hit
+    that is on the topic (the only sentences embedded: a hit off the topic keeps its topical relevance, already
+    under `min_relevance`)."""
+    top = hits[:RELEVANCE_DEPTH]
+    signals = []
+    for hit in top:
+        vector = vectors.get(hit.chunk.content_hash)
+        signals.append((float(vector @ query.vector) if vector is not None else 0.0,
+                        term_coverage(query.terms, hit.text, idf)))
+    topical = [relevance(cosine, coverage, calibration) for cosine, coverage in signals]
+    sentence: list[float | None] = [None] * len(top)
+    if calibration.sentence > 0 and embedder is not None and needs_sentence_test(query.terms):
+        checked = [position for position, value in enumerate(topical) if value >= min_relevance]
+        best = best_sentence_cosines([top[position].text for position in checked], query.vector, embedder)
+        for position, value in zip(checked, best, strict=True):
+            sentence[position] = value
+    scored = [replace(hit, relevance=relevance(cosine, coverage, calibration, best))
+              for hit, (cosine, coverage), best in zip(top, signals, sentence, strict=True)]
+    return scored + hits[RELEVANCE_DEPTH:]
 
 
 def keep_best(hits: list[Hit], query: Query, k: int) -> list[Hit]:
@@ -146,6 +172,9 @@ class Retriever:
         self.index = index
         self.reranker = reranker
         self.calibrations = Calibrations(index)
+        # The index's embedder for passage sentences, remembering them: the relevance test, the extractive answer
+        # and the evidence of one turn embed the same sentences.
+        self.sentences = RememberingEmbedder(index.embedder)
 
     def calibration(self, question: str) -> RelevanceCalibration:
         """The relevance thresholds for this index's embedder and the question's language."""
@@ -167,7 +196,8 @@ class Retriever:
             hits = drop_near_duplicates(found.hits, query, found.vectors, depth)
         idf = inverse_document_frequencies(found.document_frequencies, found.chunk_count)
         stages: list[Stage] = [
-            partial(score_relevance, vectors=found.vectors, idf=idf, calibration=self.calibration(text)),
+            partial(score_relevance, vectors=found.vectors, idf=idf, calibration=self.calibration(text),
+                    embedder=self.sentences, min_relevance=options.min_relevance),
             *([self.reranker.rerank] if self.reranker is not None else []),
             partial(keep_best, k=options.k),
             *([merge_neighbours] if options.merge_neighbours else []),

