@@ -10,12 +10,11 @@ from dataclasses import dataclass, replace
 from rag_app.index.lexical import question_terms, tokenize
 from rag_app.language import split_sentences
 from rag_app.models.embedder import Embedder
+from rag_app.retrieval import statement
 from rag_app.types import Hit
 
 CITATION = re.compile(r"[\[［【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]］】]")
 _SEPARATOR = re.compile(r"\s*[,，、]\s*")
-_LIST_MARKER = re.compile(r"^(?:[-*+>]|\d+[.)])\s+")
-_QUESTION_MARK = re.compile(r"[?？]")
 _SENTENCE_END = re.compile(r"[.!。！；;]\W*$")
 _TABLE_HEADER = re.compile(r"^\|.*\|[ \t]*\n\|[\s:|-]+\|[ \t]*$", re.MULTILINE)
 COSINE_WEIGHT = 0.25
@@ -41,15 +40,6 @@ def cited_numbers(text: str) -> tuple[int, ...]:
 def strip_citations(text: str) -> str:
     """The text without its citation markers (and the spaces before them)."""
     return " ".join(re.sub(rf"\s*{CITATION.pattern}", "", text).split())
-
-
-def statement(sentence: str) -> str | None:
-    """The sentence without a list marker, or None when it states nothing: a heading, a question (or one
-    quoted in it), a code fence, or fewer than two terms."""
-    text = _LIST_MARKER.sub("", sentence.strip()).strip()
-    if text.startswith(("#", "```")) or _QUESTION_MARK.search(text):
-        return None
-    return text if len(tokenize(text)) >= 2 else None
 
 
 @dataclass(frozen=True)

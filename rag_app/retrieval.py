@@ -7,6 +7,7 @@ rerank (optional), keep the best `k`, merge neighbouring chunks of one file, num
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
@@ -14,7 +15,6 @@ from functools import partial
 import numpy as np
 
 from rag_app.calibration import Calibrations, RelevanceCalibration, needs_sentence_test, relevance
-from rag_app.citations import statement
 from rag_app.config import SearchOptions
 from rag_app.index import Index, Query
 from rag_app.index.backend import SearchRequest
@@ -29,6 +29,8 @@ NEAR_DUPLICATE_COSINE = 0.98
 # copies eat the margin reads every candidate, so the passages are the same as reading all of them at once.
 ROWS_PER_PASSAGE = 2
 RELEVANCE_DEPTH = 10
+_LIST_MARKER = re.compile(r"^(?:[-*+>]|\d+[.)])\s+")
+_QUESTION_MARK = re.compile(r"[?？]")
 Stage = Callable[[list[Hit], Query], list[Hit]]
 
 
@@ -77,6 +79,15 @@ def drop_near_duplicates(hits: list[Hit], query: Query, vectors: Mapping[str, np
         if len(kept) >= limit:
             break
     return kept
+
+
+def statement(sentence: str) -> str | None:
+    """The sentence without a list marker, or None when it states nothing: a heading, a question (or one
+    quoted in it), a code fence, or fewer than two terms."""
+    text = _LIST_MARKER.sub("", sentence.strip()).strip()
+    if text.startswith(("#", "```")) or _QUESTION_MARK.search(text):
+        return None
+    return text if len(tokenize(text)) >= 2 else None
 
 
 def best_sentence_cosines(texts: Sequence[str], query_vector: np.ndarray, embedder: Embedder) -> list[float]:
