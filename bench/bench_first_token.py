@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -40,6 +41,15 @@ from rag_app.models.registry import load_llm
 
 DATA = Path(__file__).resolve().parent / "data"
 GOALS = {"en": 3.0, "zh": 5.0}
+
+
+def seed_articles(folder: Path) -> Path:
+    """A folder with the five seed articles only: the question file beside them holds every question word for
+    word, and indexed with them it answered its own questions (20 of 30 were answered only from it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for article in sorted((DATA / "zh_seeds").glob("0*.md")):
+        shutil.copy(article, folder / article.name)
+    return folder
 
 
 def questions(path: Path, limit: int) -> list[str]:
@@ -120,7 +130,7 @@ def main() -> None:
         indexes = {"en": Path(work) / "samples", "zh": Path(work) / "seeds"}
         began = time.perf_counter()
         ingest([SAMPLES_DIR], indexes["en"], device="cpu")
-        ingest([DATA / "zh_seeds"], indexes["zh"], device="cpu")
+        ingest([seed_articles(Path(work) / "seed-articles")], indexes["zh"], device="cpu")
         print(f"machine: {describe_machine()}\nindexes built in {time.perf_counter() - began:.0f} s")
         llm = load_llm(ModelSettings.from_env())
         marks = Marks()
