@@ -169,6 +169,22 @@ def test_extractive_mode_answers_from_the_passages_without_the_model(index, llm)
     assert answer.sentences[0].supported and answer.sentences[0].evidence == FACT
 
 
+def test_a_turn_embeds_each_passage_sentence_once(index, llm, monkeypatch):
+    """The relevance test, the extractive answer and the evidence read the same sentences: embedded once."""
+    agent, _ = agent_with(index, llm, "never asked", "extractive")
+    embedded: list[str] = []
+    embed_documents = index.embedder.embed_documents
+
+    def counting(texts):
+        embedded.extend(texts)
+        return embed_documents(texts)
+
+    monkeypatch.setattr(index.embedder, "embed_documents", counting)
+    answer = agent.ask(FACT_QUESTION)
+    assert answer.text == f"{FACT_SENTENCE} [1]." and FACT in embedded
+    assert len(embedded) == len(set(embedded)), sorted(text for text in embedded if embedded.count(text) > 1)
+
+
 LONG_ANSWER = "The Varnholm lighthouse beam shines emerald green across the bay."
 LONG_DOCUMENT = " ".join(f"Fishermen of harbour {n} mend their nets by the quay at dawn." for n in range(12))
 
