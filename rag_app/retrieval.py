@@ -106,25 +106,37 @@ def score_relevance(hits: list[Hit], query: Query, vectors: Mapping[str, np.ndar
                     calibration: RelevanceCalibration, embedder: Embedder | None = None,
                     min_relevance: float = 0.5) -> list[Hit]:
     """Relevance of the top hits from stored vectors (no re-embedding) and IDF-weighted term coverage, then, where
-    the calibration has a sentence test and the query more than one term, the best sentence cosine of each hit
-    that is on the topic (the only sentences embedded: a hit off the topic keeps its topical relevance, already
-    under `min_relevance`)."""
+    the calibration has a sentence test and the query more than one term, the sentence test of the hits on the
+    topic, most topical first, until one passes (see `sentence_tested`)."""
     top = hits[:RELEVANCE_DEPTH]
     signals = []
     for hit in top:
         vector = vectors.get(hit.chunk.content_hash)
         signals.append((float(vector @ query.vector) if vector is not None else 0.0,
                         term_coverage(query.terms, hit.text, idf)))
-    topical = [relevance(cosine, coverage, calibration) for cosine, coverage in signals]
     sentence: list[float | None] = [None] * len(top)
     if calibration.sentence > 0 and embedder is not None and needs_sentence_test(query.terms):
-        checked = [position for position, value in enumerate(topical) if value >= min_relevance]
-        best = best_sentence_cosines([top[position].text for position in checked], query.vector, embedder)
-        for position, value in zip(checked, best, strict=True):
-            sentence[position] = value
+        sentence = sentence_tested(top, signals, query, calibration, embedder, min_relevance)
     scored = [replace(hit, relevance=relevance(cosine, coverage, calibration, best))
               for hit, (cosine, coverage), best in zip(top, signals, sentence, strict=True)]
     return scored + hits[RELEVANCE_DEPTH:]
+
+
+def sentence_tested(top: list[Hit], signals: list[tuple[float, float]], query: Query,
+                    calibration: RelevanceCalibration, embedder: Embedder, min_relevance: float) -> list[float | None]:
+    """Per hit, its best sentence cosine, or None where untested. Hits on the topic are tested one at a time, most
+    topical first, until one passes: that decides whether anything is relevant, exactly as testing all of them
+    would, and the hits after it keep their topical relevance. Testing all ten embedded ~50 sentences per search
+    (hybrid p50 143 ms at 100k chunks against 6.9 ms for the backend's search, bench_pg, load 1.4)."""
+    topical = [relevance(cosine, coverage, calibration) for cosine, coverage in signals]
+    sentence: list[float | None] = [None] * len(top)
+    for position in sorted(range(len(top)), key=lambda position: -topical[position]):
+        if topical[position] < min_relevance:
+            break
+        sentence[position] = best_sentence_cosines([top[position].text], query.vector, embedder)[0]
+        if relevance(*signals[position], calibration, sentence[position]) >= min_relevance:
+            break
+    return sentence
 
 
 def keep_best(hits: list[Hit], query: Query, k: int) -> list[Hit]:

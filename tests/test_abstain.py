@@ -99,3 +99,34 @@ def test_an_answer_in_other_words_passes_the_lowered_topical_thresholds(cooking:
     (0.58, 0.725); with one, the lower coverage threshold and a close sentence ("well-salted water") answer."""
     sources = cooking.search("How much salt goes in pasta water?")
     assert sources[0].path.endswith("pasta.md") and cooking.is_relevant(sources)
+
+
+LIGHTHOUSE = {
+    "beam.md": "# Varnholm lighthouse\n\nThe Varnholm lighthouse beam shines green across the bay every night.\n",
+    "keeper.md": "# Varnholm keepers\n\nEvery night the Varnholm lighthouse keeper polishes the lens of the beam.\n",
+    "tower.md": "# Varnholm history\n\nThe Varnholm lighthouse beam was first lit in 1850 by masons from Bergen.\n",
+    "bread.md": COOKING["bread.md"],
+    "pasta.md": COOKING["pasta.md"],
+}
+
+
+def test_the_sentence_test_stops_at_the_first_passage_that_passes(tmp_path_factory, embedder, monkeypatch) -> None:
+    """Every passage is on the topic of the question; the first tested passes, so only its sentence is embedded
+    (each passage's sentences cost ~20 ms of a search), and the others keep their topical relevance."""
+    from rag_app.index import Index
+
+    with Index.open(ingest_files(tmp_path_factory, "lighthouse", LIGHTHOUSE, embedder), embedder) as index:
+        retriever = Retriever(index)
+        embedded: list[str] = []
+        embed_documents = index.embedder.embed_documents
+
+        def counting(texts: list[str]):
+            embedded.extend(texts)
+            return embed_documents(texts)
+
+        monkeypatch.setattr(index.embedder, "embed_documents", counting)
+        sources = retriever.search("What colour is the Varnholm lighthouse beam at night?")
+    assert sources[0].path.endswith("beam.md") and retriever.is_relevant(sources)
+    topical = [source.path for source in sources if source.relevance >= 0.5]
+    assert len(topical) == 3, [(source.path, source.relevance) for source in sources]
+    assert embedded == ["The Varnholm lighthouse beam shines green across the bay every night."]
