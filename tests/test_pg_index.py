@@ -76,6 +76,20 @@ def test_a_copied_index_ranks_exactly_as_the_local_one(twins, request_):
             assert np.array_equal(vector, expected.vectors[key])
 
 
+def test_every_search_is_planned_for_its_own_query(twins):
+    """The search statement is prepared by psycopg after a few runs; a generic plan (blind to the query's terms
+    and pools) made searches at 100k chunks 5-10x slower, so each run gets a plan of its own. At this size
+    PostgreSQL keeps custom plans by itself, so the session's setting is what fails here when switched off."""
+    _, postgres = twins
+    assert postgres.backend._db.execute("SHOW plan_cache_mode").fetchone() == ("force_custom_plan",)
+    for question in QUESTIONS * 4:
+        postgres.search(postgres.query(question), SearchRequest("hybrid"))
+    plans = postgres.backend._db.execute(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE '%%lexical_top%%'"
+    ).fetchall()
+    assert plans and all(generic == 0 and custom > 0 for generic, custom in plans), plans
+
+
 def test_a_second_copy_finds_everything_there_and_embeds_nothing(twins, capsys):
     local, postgres = twins
     assert index_main(["copy", local.location, postgres.location]) == 0
