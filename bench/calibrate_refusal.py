@@ -8,7 +8,9 @@ rag_app.retrieval). This script measures the three signals for the top passages 
 real indexes of several corpora built with each embedder, then picks per (embedder, language) the thresholds with
 the fewest refusals of answerable questions while answering at most `--max-false-answer` of the off-topic ones, on
 the TUNING sets only; it prints false-answer and false-refusal rates on the tuning and the held-out REPORTING sets
-separately, and the same for the best thresholds without a sentence test.
+separately, and the same for the best thresholds without a sentence test. Then, at the shipped thresholds, the
+false refusals of questions whose judged passage was retrieved apart from those whose passages all came from other
+documents.
 
 Sets (n per set is printed):
 - off-topic: bench/data/offtopic/{en,zh}_tune.jsonl (tuning), {en,zh}_report.jsonl (reporting), asked of every
@@ -27,14 +29,14 @@ import json
 import math
 import re
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from bench.machine import describe_machine
 from ingest.pipeline import ingest
-from rag_app.calibration import needs_sentence_test
+from rag_app.calibration import CALIBRATION, needs_sentence_test
 from rag_app.config import SearchOptions
 from rag_app.evaluation import load_beir, write_documents
 from rag_app.index import Index
@@ -124,6 +126,47 @@ def corpora() -> dict[str, dict]:
         "en_qa": {"documents": en_qa.documents, "questions": [
             (text, "report") for text in en_qa.judged_queries().values()]},
     }
+
+
+def judged_documents() -> dict[str, list[str]]:
+    """Per answerable question of a corpus with relevance judgements, its judged documents' texts (spaceless)."""
+    judged: dict[str, list[str]] = {}
+    for folder, split in ((SHARED / "cmrc2018-trial", "test"), (SHARED / "scifact", "train"), (DATA / "en_qa", "test")):
+        corpus = load_beir(folder, split)
+        for qid, text in corpus.judged_queries().items():
+            judged.setdefault(text, []).extend("".join(corpus.documents[doc].split())
+                                               for doc in corpus.qrels[qid] if doc in corpus.documents)
+    return judged
+
+
+def found_judged(row: Measured, judged: dict[str, list[str]]) -> bool:
+    """Whether one of the row's top passages is a chunk of a judged document (its first or last 60 characters,
+    spaces aside, lie in one)."""
+    passages = ["".join(text.split()) for text in row.texts[:TOP]]
+    return any(passage[:60] in document or passage[-60:] in document
+               for passage in passages for document in judged.get(row.question, []))
+
+
+def refusals_by_retrieval(rows: list[Measured]) -> None:
+    """False refusals at the shipped thresholds, apart for questions whose judged passage was retrieved and those
+    whose passages are all from other documents (refusing those answers what was found)."""
+    judged, shipped = judged_documents(), CALIBRATION
+    print("\nFalse refusals at the shipped thresholds (rag_app.calibration), by whether a passage of a judged "
+          f"document was among the top {TOP}:\n| embedder | corpus | split | judged passage found | false refusals "
+          "(n) | judged passage not found | false refusals (n) |\n|---|---|---|---|---|---|---|")
+    for embedder in EMBEDDERS:
+        for corpus in ("scifact", "en_qa", "cmrc"):
+            for split in ("tune", "report"):
+                chosen = [row for row in rows if row.embedder == embedder and row.corpus == corpus
+                          and row.split == split and row.answerable and (embedder, row.language == "zh") in shipped]
+                if not chosen:
+                    continue
+                said = np.array([answered(row.passages()[None], *astuple(shipped[embedder, row.language == "zh"]))[0]
+                                 for row in chosen])
+                found = np.array([found_judged(row, judged) for row in chosen])
+                missed = 1 - said[~found].mean() if (~found).any() else math.nan
+                print(f"| {embedder} | {corpus} | {split} | {found.mean():.3f} | {1 - said[found].mean():.3f} "
+                      f"({found.sum()}) | {(~found).mean():.3f} | {missed:.3f} ({(~found).sum()}) |")
 
 
 def build(name: str, spec: dict, embedder: str, work: Path) -> Index:
@@ -230,6 +273,7 @@ def main() -> None:
                         fa, fr, n_off, n_on = rates(chosen, cosine, coverage, sentence)
                         print(f"| {embedder} | {language} | {cosine:.2f} | {coverage:.3f} | {sentence:.2f} | {split} | "
                               f"{corpus} | {fa:.3f} ({n_off}) | {fr:.3f} ({n_on}) |")
+    refusals_by_retrieval(rows)
 
 
 if __name__ == "__main__":
