@@ -222,7 +222,7 @@ def measure_latency(args: argparse.Namespace) -> None:
                                   (index.backend, "chunks", "SQLite chunk fetch"),
                                   (index.backend, "known_vectors", "SQLite vector fetch (relevance, near-duplicates)"),
                                   (embedder, "embed_query", "query embedding"),
-                                  (retrieval, "best_sentence_cosines", SENTENCE_TEST)):
+                                  (retrieval, "sentence_cosine", SENTENCE_TEST)):
         timings.wrap(owner, method, bucket)
     retriever = Retriever(index)
     for query in picked[:5]:

@@ -29,6 +29,9 @@ NEAR_DUPLICATE_COSINE = 0.98
 # copies eat the margin reads every candidate, so the passages are the same as reading all of them at once.
 ROWS_PER_PASSAGE = 2
 RELEVANCE_DEPTH = 10
+# Statements embedded first by the sentence test: in one passage of 4-8 SciFact sentences they cost ~90 ms, and the
+# passage that passes usually does on the statements sharing the most question terms.
+FIRST_STATEMENTS = 2
 _LIST_MARKER = re.compile(r"^(?:[-*+>]|\d+[.)])\s+")
 _QUESTION_MARK = re.compile(r"[?？]")
 Stage = Callable[[list[Hit], Query], list[Hit]]
@@ -102,6 +105,22 @@ def best_sentence_cosines(texts: Sequence[str], query_vector: np.ndarray, embedd
     return [max((cosines[text] for text in passage), default=0.0) for passage in sentences]
 
 
+def sentence_cosine(text: str, query: Query, embedder: Embedder, threshold: float) -> float:
+    """A passage's statement cosine for the sentence test: its statements that share the most question terms are
+    embedded first (FIRST_STATEMENTS of them), the rest only when none of those reaches `threshold`. Pass or fail is
+    that of embedding all of them; a pass reports the best of those embedded."""
+    terms = set(query.terms)
+    statements = sorted((said for sentence in split_sentences(text) if (said := statement(sentence))),
+                        key=lambda said: -len(terms.intersection(tokenize(said))))
+    best = 0.0
+    for batch in (statements[:FIRST_STATEMENTS], statements[FIRST_STATEMENTS:]):
+        if batch:
+            best = max(best, float(np.max(embedder.embed_documents(batch) @ query.vector)))
+        if best >= threshold:
+            break
+    return best
+
+
 def score_relevance(hits: list[Hit], query: Query, vectors: Mapping[str, np.ndarray], idf: Mapping[str, float],
                     calibration: RelevanceCalibration, embedder: Embedder | None = None,
                     min_relevance: float = 0.5) -> list[Hit]:
@@ -133,7 +152,7 @@ def sentence_tested(top: list[Hit], signals: list[tuple[float, float]], query: Q
     for position in sorted(range(len(top)), key=lambda position: -topical[position]):
         if topical[position] < min_relevance:
             break
-        sentence[position] = best_sentence_cosines([top[position].text], query.vector, embedder)[0]
+        sentence[position] = sentence_cosine(top[position].text, query, embedder, calibration.sentence)
         if relevance(*signals[position], calibration, sentence[position]) >= min_relevance:
             break
     return sentence
