@@ -100,6 +100,13 @@ def _scaled(value: float, threshold: float) -> float:
     return 0.5 + 0.5 * min((value - threshold) / max(1.0 - threshold, 1e-9), 1.0)
 
 
+def unscaled(relevance_value: float, threshold: float) -> float:
+    """The signal value that `_scaled` maps to `relevance_value` (its inverse)."""
+    if relevance_value <= 0.5:
+        return 2 * max(relevance_value, 0.0) * threshold
+    return threshold + (min(relevance_value, 1.0) - 0.5) * 2 * (1.0 - threshold)
+
+
 def relevance(cosine: float, coverage: float, calibration: RelevanceCalibration,
               sentence_cosine: float | None = None) -> float:
     """A passage's relevance in [0, 1]: 0.5 (the default `min_relevance`) where either topical signal meets its

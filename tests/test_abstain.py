@@ -155,3 +155,15 @@ def test_a_passage_is_tested_on_its_statements_closest_in_terms_first(cooking: R
     embedded.clear()
     unreachable = sentence_cosine(text, query, embedder, threshold=1.01)
     assert len(embedded) == 4 and unreachable == pytest.approx(best_sentence_cosines([text], query.vector, embedder)[0])
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.82, 0.88])
+def test_the_sentence_cosine_that_passes_is_the_one_the_users_threshold_needs(threshold: float) -> None:
+    """The staged sentence test stops at the cosine that reaches the user's min_relevance, not the fitted 0.5."""
+    from rag_app.calibration import RelevanceCalibration, relevance, unscaled
+
+    calibration = RelevanceCalibration(cosine=0.0, coverage=0.0, sentence=threshold)
+    for min_relevance in (0.2, 0.5, 0.7, 0.95):
+        needed = unscaled(min_relevance, threshold)
+        assert relevance(1.0, 1.0, calibration, needed) == pytest.approx(min_relevance)
+        assert relevance(1.0, 1.0, calibration, needed - 0.01) < min_relevance
