@@ -7,6 +7,8 @@
 3. Latency at 100k chunks: a synthetic local index (bench_latency's: SciFact sentences, MiniLM topic centres plus
    noise, reused from --large-index when present) is copied into PostgreSQL; Retriever.search p50/p95 per mode,
    with the real query embedding, over SciFact claims.
+4. Fidelity (`--parts fidelity`, on part 3's copy): how much of exact BM25's lexical top 10 the rescored form finds
+   at 100k chunks, and the statement's time for each.
 
     HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python -m bench.bench_pg --scifact-index /tmp/scifact-index \\
         --large-index /tmp/rag_bench_latency/index-100k --limit 200 [--pg-dir /tmp/rag-pg-bench]
@@ -25,7 +27,7 @@ from bench.machine import describe_machine
 from ingest.pipeline import ingest
 from rag_app.config import SearchOptions
 from rag_app.evaluation import evaluate, load_beir, open_or_build, percentile, write_documents
-from rag_app.index import Index, copy_index
+from rag_app.index import Index, copy_index, pg_sql
 from rag_app.index.backend import SearchRequest
 from rag_app.index.pg_server import LocalPostgres
 from rag_app.models.embedder import load_embedder
@@ -118,6 +120,37 @@ def latency(args: argparse.Namespace, url: str) -> None:
     print(f"  [load {describe_load()}]")
 
 
+def fidelity(args: argparse.Namespace, url: str) -> None:
+    """Part 4: at 100k chunks, how much of exact BM25's lexical top 10 the rescored form finds, and what each costs
+    (the local backend's bm25s is exact; below EXACT_BELOW chunks PostgreSQL is too)."""
+    embedder = load_embedder("all-MiniLM-L6-v2", "cpu")
+    timed_copy(args.large_index, url)
+    claims = list(load_beir(SCIFACT, "train").judged_queries().values())[:args.queries]
+    request = SearchRequest.from_options(SearchOptions(mode="lexical"), rows=10)
+    shipped = pg_sql.EXACT_BELOW
+    with Index.open(url, embedder) as index:
+        queries = [index.query(text) for text in claims]
+        print(f"\n## Lexical top 10 at {index.stats()['chunks']} chunks, rescored against exact BM25 "
+              f"({len(queries)} SciFact claims; the statement alone)\n"
+              "| form | recall of exact top 10 | p50 ms | p95 ms |\n|---|---|---|---|")
+        found: dict[str, list[list[int]]] = {}
+        for form, exact_below in (("exact", pg_sql.ALL), ("rescored (shipped)", shipped)):
+            pg_sql.EXACT_BELOW = exact_below
+            index.search(queries[0], request)  # warm-up
+            seconds = []
+            for query in queries:
+                began = time.perf_counter()
+                hits = index.search(query, request).hits
+                seconds.append((time.perf_counter() - began) * 1000)
+                found.setdefault(form, []).append([hit.chunk.id for hit in hits[:10]])
+            recall = sum(len(set(mine) & set(exact)) / max(len(exact), 1)
+                         for mine, exact in zip(found[form], found["exact"], strict=True)) / len(queries)
+            print(f"| {form} | {recall:.3f} | {percentile(seconds, 0.5):.1f} | {percentile(seconds, 0.95):.1f} |",
+                  flush=True)
+        pg_sql.EXACT_BELOW = shipped
+    print(f"  [load {describe_load()}]")
+
+
 def time_queries(index: Index, queries: list[str], options: SearchOptions) -> tuple[list[float], list[float]]:
     """Milliseconds per query through Retriever.search (embedding included), and of the backend's search alone."""
     retriever = Retriever(index)
@@ -151,9 +184,12 @@ def main() -> None:
         LocalPostgres.temporary(settings=BENCH_SETTINGS)
     with server:
         server.create_database("bench")
-        parts = {"quality": quality, "ingest": ingest_time, "latency": latency}
+        # fidelity reads the latency part's copy of the 100k index
+        parts = {"quality": (quality, "quality"), "ingest": (ingest_time, "ingest"), "latency": (latency, "latency"),
+                 "fidelity": (fidelity, "latency")}
         for part in args.parts.split(","):
-            parts[part](args, server.url("bench", schema=f"idx_{part}"))
+            run, schema = parts[part]
+            run(args, server.url("bench", schema=f"idx_{schema}"))
 
 
 if __name__ == "__main__":
