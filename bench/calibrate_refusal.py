@@ -121,7 +121,7 @@ def corpora() -> dict[str, dict]:
         "cmrc": {"documents": cmrc.documents, "questions": [
             (text, "tune" if paragraph_number(qid) % 2 == 0 else "report")
             for qid, text in cmrc.judged_queries().items()]},
-        "scifact": {"documents": scifact.documents, "embedders": ("all-MiniLM-L6-v2",), "questions": [
+        "scifact": {"documents": scifact.documents, "questions": [
             (text, "tune" if int(qid) % 2 == 0 else "report") for qid, text in scifact.judged_queries().items()]},
         "en_qa": {"documents": en_qa.documents, "questions": [
             (text, "report") for text in en_qa.judged_queries().values()]},
@@ -196,14 +196,16 @@ def measure(index: Index, question: str,
 
 
 def collect(work: Path) -> list[Measured]:
+    """Every (corpus, embedder) pair's measurements: those in the cache, then those it lacks, measured and added."""
     cache = work / "measured-3.jsonl"
-    if cache.exists():
-        return [Measured(**row).signals() for row in read_jsonl(cache)]
+    rows = [Measured(**row).signals() for row in read_jsonl(cache)] if cache.exists() else []
+    done = {(row.corpus, row.embedder) for row in rows}
     offtopic = [(row["text"], split) for split in ("tune", "report") for language in ("en", "zh")
                 for row in read_jsonl(DATA / "offtopic" / f"{language}_{split}.jsonl")]
-    rows: list[Measured] = []
     for name, spec in corpora().items():
-        for embedder in spec.get("embedders", EMBEDDERS):
+        for embedder in EMBEDDERS:
+            if (name, embedder) in done:
+                continue
             index = build(name, spec, embedder, work)
             sentences = RememberingEmbedder(index.embedder, size=10**7)
             asked = [(text, True, split) for text, split in spec["questions"]]
@@ -213,7 +215,8 @@ def collect(work: Path) -> list[Measured]:
                 rows.append(Measured(name, embedder, text, answerable, split, *measured).signals())
             index.close()
             print(f"measured {name} with {embedder}: {len(asked)} questions", flush=True)
-    cache.write_text("".join(json.dumps(asdict(row), ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+            cache.write_text("".join(json.dumps(asdict(row), ensure_ascii=False) + "\n" for row in rows),
+                             encoding="utf-8")
     return rows
 
 
