@@ -143,10 +143,11 @@ def score_relevance(hits: list[Hit], query: Query, vectors: Mapping[str, np.ndar
 
 def sentence_tested(top: list[Hit], signals: list[tuple[float, float]], query: Query,
                     calibration: RelevanceCalibration, embedder: Embedder, min_relevance: float) -> list[float | None]:
-    """Per hit, its best sentence cosine, or None where untested. Hits on the topic are tested one at a time, most
-    topical first, until one passes: that decides whether anything is relevant, exactly as testing all of them
-    would, and the hits after it keep their topical relevance. Testing all ten embedded ~50 sentences per search
-    (hybrid p50 143 ms at 100k chunks against 6.9 ms for the backend's search, bench_pg, load 1.4)."""
+    """Per hit, its sentence-test cosine (`sentence_cosine`), or None where untested. Hits on the topic are tested
+    one at a time, most topical first, until one passes: that decides whether anything is relevant, exactly as
+    testing all of them would, and the hits after it keep their topical relevance. Testing all ten embedded ~50
+    sentences per search (hybrid p50 143 ms at 100k chunks against 6.9 ms for the backend's search, bench_pg,
+    load 1.4)."""
     topical = [relevance(cosine, coverage, calibration) for cosine, coverage in signals]
     needed = unscaled(min_relevance, calibration.sentence)  # the sentence cosine that passes at min_relevance
     sentence: list[float | None] = [None] * len(top)

@@ -24,3 +24,16 @@ def ingest_files(tmp_path_factory, name: str, files: dict[str, str], embedder, l
     index = location or tmp_path_factory.mktemp(f"{name}_index") / "index"
     assert ingest([corpus], index, embedder).ok
     return index
+
+
+def record_embeddings(monkeypatch, embedder) -> list[str]:
+    """The texts `embedder` embeds as documents from now on (until the test ends), in order."""
+    embedded: list[str] = []
+    embed_documents = embedder.embed_documents
+
+    def recording(texts: list[str]):
+        embedded.extend(texts)
+        return embed_documents(texts)
+
+    monkeypatch.setattr(embedder, "embed_documents", recording)
+    return embedded

@@ -9,7 +9,7 @@ import pytest
 
 from rag_app.evaluation import abstention
 from rag_app.retrieval import Retriever, SearchOptions
-from tests.facts import ingest_files
+from tests.facts import ingest_files, record_embeddings
 
 COOKING = {
     "bread.md": "# Bread\n\nKnead the dough for ten minutes, let it rise until doubled, then bake at 220 C for "
@@ -117,14 +117,7 @@ def test_the_sentence_test_stops_at_the_first_passage_that_passes(tmp_path_facto
 
     with Index.open(ingest_files(tmp_path_factory, "lighthouse", LIGHTHOUSE, embedder), embedder) as index:
         retriever = Retriever(index)
-        embedded: list[str] = []
-        embed_documents = index.embedder.embed_documents
-
-        def counting(texts: list[str]):
-            embedded.extend(texts)
-            return embed_documents(texts)
-
-        monkeypatch.setattr(index.embedder, "embed_documents", counting)
+        embedded = record_embeddings(monkeypatch, index.embedder)
         sources = retriever.search("What colour is the Varnholm lighthouse beam at night?")
     assert sources[0].path.endswith("beam.md") and retriever.is_relevant(sources)
     topical = [source.path for source in sources if source.relevance >= 0.5]
@@ -141,14 +134,7 @@ def test_a_passage_is_tested_on_its_statements_closest_in_terms_first(cooking: R
             "across the bay every night. Tourists arrive by ferry in summer.")
     query = cooking.index.query("What colour is the Varnholm lighthouse beam at night?")
     embedder = cooking.index.embedder
-    embedded: list[str] = []
-    embed_documents = embedder.embed_documents
-
-    def counting(texts: list[str]):
-        embedded.extend(texts)
-        return embed_documents(texts)
-
-    monkeypatch.setattr(embedder, "embed_documents", counting)
+    embedded = record_embeddings(monkeypatch, embedder)
     assert FIRST_STATEMENTS == 2 and sentence_cosine(text, query, embedder, threshold=0.5) >= 0.5
     assert embedded == ["The Varnholm lighthouse beam shines green across the bay every night.",
                         "Gulls nest on the rocks below."]

@@ -18,7 +18,7 @@ from rag_app.config import AgentSettings, GenerationSettings
 from rag_app.index import Index
 from rag_app.models.chat import Completion, Outcome
 from rag_app.models.llm import LocalLLM
-from tests.facts import FACT, FACT_QUESTION, ingest_files
+from tests.facts import FACT, FACT_QUESTION, ingest_files, record_embeddings
 
 FACT_SENTENCE = "The Zorblax fountain in Quenville sprays purple water every Tuesday at 4 pm"
 RIVER_SENTENCE = "The Danube flows through ten countries and ends in the Black Sea"
@@ -172,14 +172,7 @@ def test_extractive_mode_answers_from_the_passages_without_the_model(index, llm)
 def test_a_turn_embeds_each_passage_sentence_once(index, llm, monkeypatch):
     """The relevance test, the extractive answer and the evidence read the same sentences: embedded once."""
     agent, _ = agent_with(index, llm, "never asked", "extractive")
-    embedded: list[str] = []
-    embed_documents = index.embedder.embed_documents
-
-    def counting(texts):
-        embedded.extend(texts)
-        return embed_documents(texts)
-
-    monkeypatch.setattr(index.embedder, "embed_documents", counting)
+    embedded = record_embeddings(monkeypatch, index.embedder)
     answer = agent.ask(FACT_QUESTION)
     assert answer.text == f"{FACT_SENTENCE} [1]." and FACT in embedded
     assert len(embedded) == len(set(embedded)), sorted(text for text in embedded if embedded.count(text) > 1)
