@@ -68,11 +68,14 @@ def fact_index_open(fact_index, embedder):
 
 @pytest.fixture(scope="session")
 def agent(fact_index_open, llm):
+    """The agent a new installation gets: the bundled model's measured records, so no decision steps and `auto`
+    answers extractively (tests of the decisions and of generation build agents with fresh records)."""
     from rag_app.agent import RagAgent
     from rag_app.config import AgentSettings, GenerationSettings
+    from rag_app.models.actions import MEASURED, ActionRecords
 
     settings = AgentSettings(max_steps=1, generation=GenerationSettings(max_new_tokens=40, seed=0))
-    return RagAgent(fact_index_open, llm, settings)
+    return RagAgent(fact_index_open, llm, settings, ActionRecords(measured=MEASURED))
 
 
 # ---- model servers on 127.0.0.1 ------------------------------------------------------------------------------

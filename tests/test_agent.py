@@ -174,7 +174,9 @@ def test_decision_prompts_clip_passages_to_fit_the_window(store, embedder, llm):
 
 
 def test_the_real_model_decides_and_the_turn_completes(agent):
-    answer = agent.ask(FACT_QUESTION, max_steps=1, max_new_tokens=8)
+    fresh = RagAgent(agent.index, agent.llm, agent.settings)  # no record yet: the model is asked to decide
+    answer = fresh.ask(FACT_QUESTION, max_steps=1, max_new_tokens=8)
+    assert fresh.actions.get(agent.llm.name).decisions == 1
     assert answer.steps[0].tool == SEARCH_TOOL
     assert {step.kind for step in answer.steps} <= {"action", "thought", "note"}
     assert FACT in answer.sources[0].text and answer.prompt_tokens > 0

@@ -1,10 +1,12 @@
-"""MiniLM queries on ONNX Runtime: the same vectors as torch's, its export in the shared model cache."""
+"""MiniLM queries and small batches on ONNX Runtime: the same vectors as torch's, its export in the shared model
+cache."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from rag_app.models import model_cache
+from rag_app.models.embedder import ONNX_TEXTS
 from rag_app.models.onnx_query import ONNX_NAME, weights_file
 from rag_app.models.threads import one_torch_thread
 
@@ -16,7 +18,7 @@ QUERIES = (
 
 
 def test_queries_run_on_onnx_with_torchs_vectors(embedder, monkeypatch):
-    assert embedder._queries is not None, "the bundled MiniLM's queries should run on ONNX Runtime"
+    assert embedder._onnx is not None, "the bundled MiniLM's queries should run on ONNX Runtime"
     calls: list[list[str]] = []
     original = embedder.embed_documents
     monkeypatch.setattr(embedder, "embed_documents", lambda texts: calls.append(texts) or original(texts))
@@ -24,7 +26,7 @@ def test_queries_run_on_onnx_with_torchs_vectors(embedder, monkeypatch):
     assert calls == [], "a query went through torch"
     monkeypatch.undo()
     with one_torch_thread():
-        expected = embedder.embed_documents(list(QUERIES))
+        expected = embedder.model.encode(list(QUERIES), normalize_embeddings=True, convert_to_numpy=True)
     assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert np.sum(vectors * expected, axis=1).min() > 0.9999
 
@@ -59,4 +61,23 @@ def test_an_export_that_disagrees_with_torch_or_fails_leaves_the_queries_on_torc
 
     monkeypatch.setenv("RAG_APP_HOME", str(tmp_path / "home"))  # an empty cache, so the export is attempted
     monkeypatch.setattr(onnx_query, "export", broken)
-    assert embedder._query_encoder() is None
+    assert embedder._onnx_encoder() is None
+
+
+def test_a_few_texts_run_on_onnx_and_a_batch_on_torch_with_the_same_vectors(embedder, monkeypatch):
+    """The sentence test embeds two statements per search: they take the query path, an ingest's batch does not."""
+    texts = ["The Danube ends in the Black Sea.", "Knead the dough for ten minutes, then let it rise until doubled.",
+             *QUERIES]
+    torch_calls: list[int] = []
+    encode = embedder.model.encode
+
+    def recording(batch: list[str], **options):  # type: ignore[no-untyped-def]
+        torch_calls.append(len(batch))
+        return encode(batch, **options)
+
+    monkeypatch.setattr(embedder.model, "encode", recording)
+    few = embedder.embed_documents(texts[:ONNX_TEXTS])
+    assert torch_calls == [], "a small batch went through torch"
+    many = embedder.embed_documents(texts * ONNX_TEXTS)
+    assert torch_calls == [len(texts) * ONNX_TEXTS]
+    assert few.dtype == np.float32 and np.sum(few * many[:len(few)], axis=1).min() > 0.9999

