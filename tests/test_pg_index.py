@@ -202,3 +202,53 @@ def test_a_password_in_the_url_is_never_shown(request, tmp_path, embedder):
     assert report.ok and "s3cret-pw" not in report.summary() and ":***@" in report.index
     with Index.open(url, embedder) as index:
         assert "s3cret-pw" not in json.dumps(index.backend.stats(), default=str)
+
+
+def _scored_in_parts_corpus(folder: Path) -> Path:
+    """Files of 16 tokens each. "alpha alpha alpha alpha beta" is exact BM25's best for "alpha beta", but its
+    "beta" posting ranks below six others, and three chunks hold "alpha" five times."""
+    folder.mkdir()
+    fillers = [f"filler{n}" for n in range(16)]
+    texts = {**{f"a5_{n}.txt": ["alpha"] * 5 for n in range(3)}, **{f"a3_{n}.txt": ["alpha"] * 3 for n in range(3)},
+             **{f"b3_{n}.txt": ["beta"] * 3 for n in range(6)}, "both.txt": ["alpha"] * 4 + ["beta"]}
+    for name, terms in texts.items():
+        (folder / name).write_text(" ".join(terms + fillers[len(terms):]), encoding="utf-8")
+    return folder
+
+
+def test_large_collections_score_each_lexical_candidate_exactly(request, tmp_path, embedder, monkeypatch):
+    """Above EXACT_BELOW chunks (here lowered to 0, with 4 postings per term read) the chunk holding both terms
+    must come first, as exact BM25 ranks it: summing only each term's 4 best postings missed its "beta" and ranked
+    the alpha-five chunks above it."""
+    from rag_app.index import pg_sql
+
+    url = fresh_location(request, "postgresql", tmp_path)
+    assert ingest([_scored_in_parts_corpus(tmp_path / "corpus")], url, embedder).ok
+    monkeypatch.setattr(pg_sql, "EXACT_BELOW", 0)
+    monkeypatch.setattr(pg_sql, "PER_TERM", 4)
+    monkeypatch.setattr(pg_sql, "DEPTH", 4)
+    request_ = SearchRequest("lexical", pool=5, rows=5)
+    with Index.open(url, embedder) as index:
+        assert index.backend.probed
+        first = index.search(index.query("alpha beta"), request_).hits[0]
+        assert Path(first.chunk.path).name == "both.txt"
+
+
+def test_an_index_from_before_the_probes_keeps_searching_and_its_next_writer_upgrades_it(request, tmp_path,
+                                                                                        embedder):
+    from rag_app.index.pg_backend import PostgresBackend
+
+    url = fresh_location(request, "postgresql", tmp_path)
+    assert ingest([_scored_in_parts_corpus(tmp_path / "corpus")], url, embedder).ok
+    writer = PostgresBackend.open_for_write(url, None)  # type: ignore[arg-type]  # an existing index: no facts
+    with writer.transaction() as db:  # the layout written before the probes
+        db.execute("DROP INDEX postings_by_chunk")
+        db.execute("CREATE INDEX postings_by_chunk ON postings (chunk_id)")
+    writer.close()
+    with Index.open(url, embedder) as index:
+        assert not index.backend.probed
+        assert Path(index.search(index.query("alpha beta"), SearchRequest("lexical")).hits[0].chunk.path).name \
+            == "both.txt"  # below EXACT_BELOW both forms are exact
+    PostgresBackend.open_for_write(url, None).close()  # type: ignore[arg-type]
+    with Index.open(url, embedder) as index:
+        assert index.backend.probed

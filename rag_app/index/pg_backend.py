@@ -28,7 +28,9 @@ from rag_app.index.pg_schema import (
     DROP_SEARCH_INDEXES_DDL,
     FORMAT_VERSION,
     HNSW_DDL,
+    POSTINGS_BY_CHUNK_DDL,
     POSTINGS_INDEXES_DDL,
+    PROBES_SQL,
     REQUIRED_TABLES,
     schema_ddl,
     vector_column_ddl,
@@ -93,6 +95,7 @@ class PostgresBackend:
         self._db = connection
         self._writer = writer
         self._lock = RLock()
+        self.probed = True  # whether lexical candidates are scored by probes (pg_sql); set from the index on open
 
     # ---- opening -------------------------------------------------------------------------------------------
 
@@ -106,6 +109,7 @@ class PostgresBackend:
                 raise IndexNotFoundError(
                     f"no index at {shown(url)}: build one with `rag-ingest PATH --index {shown(url)}`")
             backend._check_readable()
+            backend.probed = backend._execute(PROBES_SQL, (schema,)).fetchone()[0]
         except BaseException:
             connection.close()
             raise
@@ -123,6 +127,7 @@ class PostgresBackend:
                 backend._initialise(facts)
             else:
                 backend._check_readable()
+                backend._add_probes()
         except BaseException:
             connection.close()
             raise
@@ -180,6 +185,18 @@ class PostgresBackend:
                 "chunker_version": None, "lexical_tokenizer": TOKENIZER_VERSION, "project_version": __version__,
                 "created_at": time.time(), "updated_at": time.time(), "generation": 0,
             })
+
+    def _add_probes(self) -> None:
+        """Rebuild an index's postings_by_chunk written before the probes (at 100k chunks ~10 s, once). The new
+        index is built beside the old (a SHARE lock: readers go on searching, in the rescored form until they
+        reopen), which is dropped only at the end."""
+        if not self._execute(PROBES_SQL, (self.schema,)).fetchone()[0]:
+            log.warning("%s: rebuilding postings_by_chunk so that lexical candidates are scored exactly (once)",
+                        shown(self.location))
+            with self.transaction() as db:
+                db.execute(POSTINGS_BY_CHUNK_DDL.format(name="postings_by_chunk_probes"))
+                db.execute("DROP INDEX IF EXISTS postings_by_chunk")
+                db.execute("ALTER INDEX postings_by_chunk_probes RENAME TO postings_by_chunk")
 
     def _take_writer_lock(self) -> None:
         """Wait for other writers of this schema to finish (a killed one's lock goes with its connection)."""
@@ -326,7 +343,7 @@ class PostgresBackend:
 
     def search(self, query: Query, request: SearchRequest) -> Candidates:
         """Both legs, fused, filtered, with the hits' vectors and the query terms' frequencies: one statement."""
-        sql, parameters = search_statement(request)
+        sql, parameters = search_statement(request, self.probed)
         rows = self._execute(sql, {**search_parameters(query, request), **parameters}, binary=True).fetchall()
         chunk_count, frequencies = rows[0][0], rows[0][1]
         hits, vectors = [], {}
