@@ -8,7 +8,9 @@ rag_app.retrieval). This script measures the three signals for the top passages 
 real indexes of several corpora built with each embedder, then picks per (embedder, language) the thresholds with
 the fewest refusals of answerable questions while answering at most `--max-false-answer` of the off-topic ones, on
 the TUNING sets only; it prints false-answer and false-refusal rates on the tuning and the held-out REPORTING sets
-separately, and the same for the best thresholds without a sentence test. Then, at the shipped thresholds, the
+separately, and the same for the best thresholds without a sentence test and for the shipped ones. Over a fit with
+a sentence test it then fits a statement threshold (a statement that close makes its passage relevant by itself,
+tested on passages whose dense cosine reaches its floor; `fit_statement`). Then, at the shipped thresholds, the
 false refusals of questions whose judged passage was retrieved apart from those whose passages all came from other
 documents.
 
@@ -59,6 +61,9 @@ TOP = SearchOptions().k
 COSINES = np.round(np.arange(0.30, 0.99, 0.01), 2)
 COVERAGES = np.round(np.arange(0.20, 1.01, 0.025), 3)
 SENTENCES = np.concatenate([[0.0], np.round(np.arange(0.40, 0.99, 0.02), 2)])  # 0: no sentence test
+STATEMENTS = np.round(np.arange(0.80, 0.99, 0.01), 2)
+FLOOR_PERCENTILE = 1
+UNTESTED = np.inf  # the sentence cosine of a question without a sentence test: passes it, makes nothing relevant
 
 
 @dataclass
@@ -92,9 +97,9 @@ class Measured:
 
     def passages(self) -> np.ndarray:
         """(cosine, coverage, sentence cosine) of each of the TOP passages, zeros where fewer were found; a
-        question without a sentence test passes it (sentence cosine 1)."""
+        question without a sentence test passes it (sentence cosine UNTESTED)."""
         table = np.zeros((3, TOP))
-        sentences = self.sentence_cosines if needs_sentence_test(question_terms(self.question)) else [1.0] * TOP
+        sentences = self.sentence_cosines if needs_sentence_test(question_terms(self.question)) else [UNTESTED] * TOP
         for row, values in enumerate((self.cosines, self.coverages, sentences)):
             table[row, :len(values[:TOP])] = values[:TOP]
         return table
@@ -220,15 +225,19 @@ def collect(work: Path) -> list[Measured]:
     return rows
 
 
-def answered(table: np.ndarray, cosine: float, coverage: float, sentence: float) -> np.ndarray:
+def answered(table: np.ndarray, cosine: float, coverage: float, sentence: float, statement: float = 0.0,
+             statement_floor: float = 1.0) -> np.ndarray:
     """Per question (`table`: questions x signals x passages), whether some passage is relevant."""
     topical = (table[:, 0] >= cosine) | (table[:, 1] >= coverage)
-    return (topical & (table[:, 2] >= sentence)).any(axis=1)
+    relevant = topical & (table[:, 2] >= sentence)
+    if statement > 0:
+        relevant |= (table[:, 0] >= statement_floor) & (table[:, 2] >= statement) & (table[:, 2] < UNTESTED)
+    return relevant.any(axis=1)
 
 
-def rates(rows: list[Measured], cosine: float, coverage: float, sentence: float) -> tuple[float, float, int, int]:
+def rates(rows: list[Measured], *thresholds: float) -> tuple[float, float, int, int]:
     """(false-answer rate on off-topic rows, false-refusal rate on answerable rows, n off-topic, n answerable)."""
-    said = answered(np.stack([row.passages() for row in rows]), cosine, coverage, sentence)
+    said = answered(np.stack([row.passages() for row in rows]), *thresholds)
     off = [a for a, row in zip(said, rows, strict=True) if not row.answerable]
     on = [a for a, row in zip(said, rows, strict=True) if row.answerable]
     return (sum(off) / len(off) if off else math.nan, 1 - sum(on) / len(on) if on else math.nan, len(off), len(on))
@@ -251,6 +260,25 @@ def fit(rows: list[Measured], max_false_answer: float, sentences: np.ndarray = S
     return best[1], best[2], best[3]
 
 
+def fit_statement(rows: list[Measured], max_false_answer: float, cosine: float, coverage: float,
+                  sentence: float) -> tuple[float, float]:
+    """With the other thresholds fitted, the lowest statement threshold whose false-answer rate is within the limit
+    and that refuses fewer, and its floor: the FLOOR_PERCENTILE-th percentile (rounded down) of the dense cosines
+    of the passages with a statement that close. (0, 1) when none helps or there is no sentence test."""
+    table = np.stack([row.passages() for row in rows])
+    answerable = np.array([row.answerable for row in rows])
+    before = answered(table, cosine, coverage, sentence)[answerable].mean()
+    for statement in STATEMENTS if sentence > 0 else ():
+        close = (table[:, 2] >= statement) & (table[:, 2] < UNTESTED)
+        if not close.any():
+            break
+        floor = math.floor(np.percentile(table[:, 0][close], FLOOR_PERCENTILE) * 100) / 100
+        said = answered(table, cosine, coverage, sentence, float(statement), floor)
+        if said[~answerable].mean() <= max_false_answer and said[answerable].mean() > before + 1e-9:
+            return float(statement), floor
+    return 0.0, 1.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "rag-calibration")
@@ -260,22 +288,31 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     rows = collect(args.work)
     print(f"machine: {describe_machine()}\n")
-    print("| embedder | questions | cosine | coverage | sentence | split | corpus | false answers (n) | "
-          "false refusals (n) |\n|---|---|---|---|---|---|---|---|---|")
+    print("| embedder | questions | thresholds | cosine | coverage | sentence | statement (floor) | split | corpus | "
+          "false answers (n) | false refusals (n) |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for embedder in EMBEDDERS:
         for language in ("en", "zh"):
             mine = [row for row in rows if row.embedder == embedder and row.language == language]
             tuning = [row for row in mine if row.split == "tune"]
-            for sentences in (SENTENCES, SENTENCES[:1]):
-                cosine, coverage, sentence = fit(tuning, args.max_false_answer, sentences)
+            fitted = fit(tuning, args.max_false_answer)
+            shipped = CALIBRATION.get((embedder, language == "zh"))
+            variants = {"fitted": (*fitted, *fit_statement(tuning, args.max_false_answer, *fitted)),
+                        "fitted, no sentence test": (*fit(tuning, args.max_false_answer, SENTENCES[:1]), 0.0, 1.0)}
+            if shipped is not None:  # its statement threshold is the one fitted over its other three
+                variants["shipped"] = astuple(shipped)
+                print(f"statement threshold fitted over the shipped {embedder} {language} row: "
+                      f"{fit_statement(tuning, args.max_false_answer, *astuple(shipped)[:3])}")
+            for name, thresholds in variants.items():
+                cosine, coverage, sentence, statement, floor = thresholds
                 for split in ("tune", "report"):
                     for corpus in sorted({row.corpus for row in mine}):
                         chosen = [row for row in mine if row.split == split and row.corpus == corpus]
                         if not chosen:
                             continue
-                        fa, fr, n_off, n_on = rates(chosen, cosine, coverage, sentence)
-                        print(f"| {embedder} | {language} | {cosine:.2f} | {coverage:.3f} | {sentence:.2f} | {split} | "
-                              f"{corpus} | {fa:.3f} ({n_off}) | {fr:.3f} ({n_on}) |")
+                        fa, fr, n_off, n_on = rates(chosen, *thresholds)
+                        print(f"| {embedder} | {language} | {name} | {cosine:.2f} | {coverage:.3f} | {sentence:.2f} | "
+                              f"{statement:.2f} ({floor:.2f}) | {split} | {corpus} | {fa:.3f} ({n_off}) | "
+                              f"{fr:.3f} ({n_on}) |")
     refusals_by_retrieval(rows)
 
 

