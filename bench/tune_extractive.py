@@ -37,7 +37,7 @@ SETTINGS = [(1, 1.0), (2, 0.9), (2, 0.8), (2, 0.7), (2, 0.5), (2, 0.0), (3, 0.8)
 def chosen(statements: list[Statement], sentences: int, share: float) -> str:
     kept = [found for number, found in enumerate(statements[:sentences])
             if number == 0 or found.score >= share * statements[0].score]
-    return " ".join(found.text for found in kept)
+    return " ".join(dict.fromkeys(found.sentence for found in kept))
 
 
 def ranked_answers(index: Index, questions: list[tuple[str, str]]) -> tuple[dict[tuple[bool, float, float], list], int]:

@@ -66,8 +66,9 @@ def extractive_sentences(question: str, hits: Sequence[Hit], embedder: Embedder 
     ranked = rank_statements(question, hits, embedder, meaning_cosine)
     chosen = [found for number, found in enumerate(ranked[:EXTRACTIVE_SENTENCES])
               if number == 0 or found.score >= SECOND_SENTENCE_SHARE * ranked[0].score]
-    return [AnswerSentence(found.text, (hits[found.position].number,), supported=True, support=1.0,
-                           evidence=found.text) for found in chosen]
+    shown = dict.fromkeys((found.sentence, found.position) for found in chosen)  # two clauses of one sentence: once
+    return [AnswerSentence(sentence, (hits[position].number,), supported=True, support=1.0, evidence=sentence)
+            for sentence, position in shown]
 
 
 class Composer:

@@ -31,6 +31,7 @@ CJK_SENTENCE_ENDS = "。！？；…｡．"
 CLOSERS = "\"'”’」』）)\\]"
 SENTENCE_END = re.compile(rf"[{CJK_SENTENCE_ENDS}]+[{CLOSERS}]*|[.!?]+[{CLOSERS}]*(?=\s)")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?。！？；;])\s+|(?<=[。！？；])|\n+")
+_WHOLE_SENTENCE_SPLIT = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])|\n+")
 _LIST_MARKER = re.compile(r"(?:\d{1,3}|[a-zA-Z])[.)]|[-*+•]")
 _MARKER_AFTER_COLON = re.compile(r"[:：]\s+((?:\d{1,3}|[a-zA-Z])[.)])$")
 
@@ -49,11 +50,11 @@ def cjk_share(texts: Iterable[str]) -> float:
     return cjk / letters if letters else 0.0
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of English or Chinese text (ends: . ! ? ; 。 ！ ？ ； and line breaks); a list marker such as
-    "1." stays with the item it opens."""
+def split_sentences(text: str, clauses: bool = True) -> list[str]:
+    """Sentences of English or Chinese text (ends: . ! ? 。 ！ ？ and line breaks, and with `clauses` also ; and
+    ；); a list marker such as "1." stays with the item it opens."""
     sentences: list[str] = []
-    for piece in _SENTENCE_SPLIT.split(text):
+    for piece in (_SENTENCE_SPLIT if clauses else _WHOLE_SENTENCE_SPLIT).split(text):
         piece = piece.strip() if piece else ""
         if not piece:
             continue

@@ -127,3 +127,33 @@ def test_the_search_order_counts_when_two_passages_answer_nearly_alike():
     ranked = rank_statements(question, [first, second])
     assert ranked[0].text == "On Sundays the harbour museum in Bergen opens at noon."
     assert rank_statements(question, [first, second], rank_weight=0.0)[0].position == 1, "the case needs the order"
+
+
+DEVICES = ("The default is auto: if an NVIDIA GPU with CUDA is available, rag_app uses it with bf16 precision; "
+           "otherwise it runs on the CPU with fp32 precision. A GPU makes ingesting faster.")
+
+
+@pytest.mark.parametrize(("question", "text"), [
+    ("Which precision does the CPU use?", DEVICES),
+    ("没有显卡时用什么精度？", "如果有显卡，就用 bf16 精度；否则在 CPU 上用 fp32 精度。显卡让导入更快。"),
+])
+def test_a_clause_that_answers_is_shown_with_the_sentence_it_continues(question, text):
+    """The clause after ";" ranks first, but "otherwise it runs on the CPU" means nothing alone: the answer and the
+    evidence show its whole sentence."""
+    from rag_app.answering import extractive_sentences
+
+    sources = [Hit(Chunk(text, "devices.md", id=1), 1.0, number=1)]
+    ranked = rank_statements(question, sources)
+    whole = split_sentences(text, clauses=False)[0]
+    assert ranked[0].text != whole and ranked[0].sentence == whole
+    assert [sentence.text for sentence in extractive_sentences(question, sources, None, 1.01)] == [whole]
+    assert evidence_sentences(question, sources)[1][0] == whole
+
+
+def test_chinese_question_terms_for_ranking_keep_the_pairs_inside_words():
+    """"认端" straddles 默认|端口: as the rarest pair it made a sentence that only repeats the phrase the best answer."""
+    from rag_app.citations import answer_terms
+
+    assert answer_terms("默认端口是多少？") == {"默认", "端口"}
+    assert answer_terms("What is the default port?") == {"default", "port"}
+    assert answer_terms("水") == {"水"}
