@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rag_app.attribution import Attributor, render, separator
-from rag_app.citations import rank_statements
+from rag_app.citations import introduced, rank_statements
 from rag_app.config import AnswerMode, GenerationSettings
 from rag_app.language import complete_sentences, is_cjk
 from rag_app.models.chat import ChatLLM
@@ -67,7 +67,8 @@ def extractive_sentences(question: str, hits: Sequence[Hit], embedder: Embedder 
     chosen = [found for number, found in enumerate(ranked[:EXTRACTIVE_SENTENCES])
               if number == 0 or found.score >= SECOND_SENTENCE_SHARE * ranked[0].score]
     shown = dict.fromkeys((found.sentence, found.position) for found in chosen)  # two clauses of one sentence: once
-    return [AnswerSentence(sentence, (hits[position].number,), supported=True, support=1.0, evidence=sentence)
+    return [AnswerSentence(" ".join(filter(None, (sentence, introduced(hits[position].text, sentence)))),
+                           (hits[position].number,), supported=True, support=1.0, evidence=sentence)
             for sentence, position in shown]
 
 

@@ -32,6 +32,9 @@ TOPIC_WEIGHT = 0.25
 # (n=395 answered; gold in answer at 0.0: 0.803, 0.05: 0.813, 0.1: 0.815, 0.2: 0.818, 0.3: 0.818); held out:
 # the odd half 0.849 -> 0.856 (n=431), en_qa 0.904 -> 0.904 (n=178).
 RANK_WEIGHT = 0.2
+_ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+(.*\S)\s*$")
+_ENDED = re.compile(r"[.!?。！？；;]$")
+INTRODUCED_LINES = 12  # of a longer list or code block an answer shows the first ones: it is read, not scrolled
 
 jieba.setLogLevel(logging.WARNING)  # it announces loading its dictionary on stderr
 
@@ -128,6 +131,32 @@ def document_title(hit: Hit) -> str | None:
     if hit.chunk.ordinal != 0 or not newline or not rest.strip() or _SENTENCE_END.search(first):
         return None
     return first
+
+
+def introduced(passage: str, sentence: str) -> str:
+    """What a sentence ending with a colon introduces in the passage, on one line: the list items or code lines
+    right after it ("`python app.py` accepts these options:" says nothing without them); "" for any other
+    sentence."""
+    start = passage.find(sentence)
+    if not sentence.endswith((":", "：")) or start < 0:
+        return ""
+    shown: list[str] = []
+    fenced = False
+    for line in passage[start + len(sentence):].splitlines()[1:]:
+        text = line.strip()
+        if text.startswith("```"):
+            if fenced or shown:
+                break
+            fenced = True
+        elif fenced:
+            shown += [f"`{text}`"] if text else []
+        elif item := _ITEM.match(line):
+            shown.append(item.group(1))
+        elif text or shown:
+            break
+    lines = shown[:INTRODUCED_LINES]
+    separator = "；" if sentence.endswith("：") else "; "  # after an item that does not end its own sentence
+    return "".join(f"{line}{' ' if _ENDED.search(line) else separator}" for line in lines[:-1]) + "".join(lines[-1:])
 
 
 def evidence_sentences(

@@ -151,9 +151,29 @@ def test_a_clause_that_answers_is_shown_with_the_sentence_it_continues(question,
 
 
 def test_chinese_question_terms_for_ranking_keep_the_pairs_inside_words():
-    """"认端" straddles 默认|端口: as the rarest pair it made a sentence that only repeats the phrase the best answer."""
+    """"认端" straddles 默认|端口: as the rarest pair it made a sentence repeating the phrase the best answer."""
     from rag_app.citations import answer_terms
 
     assert answer_terms("默认端口是多少？") == {"默认", "端口"}
     assert answer_terms("What is the default port?") == {"default", "port"}
     assert answer_terms("水") == {"水"}
+
+
+OPTIONS = ("## Web interface options\n\n`python app.py` accepts these options:\n\n- `--host` sets the address.\n"
+           "- `--port` sets the port\n- `--auth` asks for a password\n\nThe defaults suit one computer.\n")
+START = "## 安装与启动\n\n最简单的启动方式是：\n\n```\nmake run\n```\n\n这条命令会安装依赖并启动网页界面。\n"
+
+
+@pytest.mark.parametrize(("question", "text", "introduction", "introduced"), [
+    ("Which options does app.py accept?", OPTIONS, "`python app.py` accepts these options:",
+     "`--host` sets the address. `--port` sets the port; `--auth` asks for a password"),
+    ("最简单的启动方式是什么？", START, "最简单的启动方式是：", "`make run`"),
+])
+def test_a_sentence_that_introduces_a_list_or_code_is_answered_with_it(question, text, introduction, introduced):
+    """"`python app.py` accepts these options:" answers nothing by itself: the answer carries what it introduces,
+    and its evidence stays the sentence as the passage has it."""
+    from rag_app.answering import extractive_sentences
+
+    sources = [Hit(Chunk(text, "guide.md", id=1), 1.0, number=1)]
+    answer = extractive_sentences(question, sources, None, 1.01)[0]
+    assert (answer.text, answer.evidence) == (f"{introduction} {introduced}", introduction)
