@@ -89,6 +89,8 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     the question's terms it contains, each weighted by how rare it is among the candidates (a term every
     sentence shares says nothing about which one answers) and less when it is in a title (TOPIC_WEIGHT), plus
     COSINE_WEIGHT times its cosine to the question, less RANK_WEIGHT per place its passage ranks below the first.
+    The question's terms are `answer_terms`; candidates are sentences and their clauses (split at ";" and "；"),
+    each with the whole sentence it belongs to, which is what an answer shows.
     """
     terms = answer_terms(question)
     candidates: list[tuple[int, str, set[str], str]] = []
