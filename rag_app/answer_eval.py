@@ -3,7 +3,8 @@
 Every question goes through `RagAgent.stream` (condense, retrieve, refuse or answer, attribute), exactly as a user's
 would. For answerable questions (a BEIR folder with `answers.jsonl`: `_id`, `answers`) it reports the share of
 answers that contain a gold answer, the share whose gold answer lies inside a passage the answer cites, the share
-of shown sentences that the passages they cite support, and the refusal rate; for off-topic questions
+of shown sentences that the passages they cite support, and the refusal rate (the same for `--questions FILE`,
+JSONL with `_id`, `text`, `answers`, asked of an existing index, such as one of a folder); for off-topic questions
 (`--offtopic FILE`, JSONL with `text`) the false-answer rate; for both the seconds per answer and the time to the
 first token. Text is compared normalised: Unicode NFKC (full-width forms), case, spaces and punctuation removed.
 """
@@ -139,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="BEIR folder with answers.jsonl (repeatable; none: off-topic sets over --index only)")
     parser.add_argument("--split", default="test", help="qrels file of the corpus (default: %(default)s)")
     parser.add_argument("--index", type=Path, help="index to build and keep, or reuse (default: temporary)")
+    parser.add_argument("--questions", type=Path, action="append", default=[],
+                        help="JSONL of answerable questions with gold answers ({_id, text, answers}) to ask of "
+                             "--index, e.g. about a folder it was built from; repeatable")
     parser.add_argument("--offtopic", type=Path, action="append", default=[],
                         help="JSONL of off-topic questions ({text}); repeatable")
     parser.add_argument("--embedder", help="embedder (default: the index's own, else as rag-ingest chooses)")
@@ -158,7 +162,8 @@ def open_index(args: argparse.Namespace, models: ModelSettings,
     embedder = embedder_choice(models)
     if not args.corpus:
         if args.index is None:
-            raise ValueError("give --corpus (a BEIR folder with answers.jsonl) or an existing --index")
+            raise ValueError("give --corpus (a BEIR folder with answers.jsonl) or an existing --index (with "
+                             "--questions or --offtopic)")
         return Index.open(args.index, embedder, args.device), None, None
     corpus = merge_corpora([load_beir(folder, args.split) for folder in args.corpus])
     location = (args.index or scratch / "index").expanduser().resolve()
@@ -183,8 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = [ask(agent, qid, text, golds) for qid, text, golds in
                     (answerable(corpus, args.corpus, args.limit) if corpus else [])]
             sets = [summarise(rows, "+".join(corpus.names))] if corpus else []
-            for path in args.offtopic:
-                asked = [ask(agent, str(row.get("_id", n)), row["text"], None)
+            for path, with_answers in [(path, True) for path in args.questions] + [
+                    (path, False) for path in args.offtopic]:
+                asked = [ask(agent, str(row.get("_id", n)), row["text"], row["answers"] if with_answers else None)
                          for n, row in enumerate(read_jsonl(path))]
                 rows += asked
                 sets.append(summarise(asked, path.name))

@@ -209,3 +209,21 @@ def test_rag_eval_answers_scores_gold_answers_citations_and_offtopic_refusals(be
     assert answer_eval.main(argv[:-1] + ["--limit", "2"]) == 0
     table = capsys.readouterr().out
     assert "| goal |" in table and "| tiny_beir" in table and "| 2 |" in table
+
+
+def test_rag_eval_answers_asks_a_questions_file_of_an_existing_index(fact_index: Path, tmp_path: Path, capsys) -> None:
+    """`--questions` scores gold answers over an index built from a folder (the bundled guide's questions, say):
+    one gold the answer holds, one it cannot."""
+    from rag_app import answer_eval
+    from tests.facts import FACT_QUESTION
+
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps(row) + "\n" for row in [
+        {"_id": "fact", "text": FACT_QUESTION, "answers": ["Tuesday at 4 pm"]},
+        {"_id": "dough", "text": "How long should bread dough be kneaded?", "answers": ["three hours"]}]))
+    argv = ["--answers", "--index", str(fact_index), "--device", "cpu", "--answer-mode", "extractive",
+            "--questions", str(questions), "--json"]
+    assert answer_eval.main(argv) == 0
+    (asked,) = json.loads(capsys.readouterr().out)["sets"]
+    assert (asked["set"], asked["n"], asked["refusal_rate"]) == ("questions.jsonl", 2, 0.0)
+    assert asked["gold_in_answer"] == asked["gold_in_cited_passage"] == 0.5
