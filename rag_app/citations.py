@@ -19,7 +19,7 @@ from rag_app.types import Hit
 CITATION = re.compile(r"[\[［【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]］】]")
 _SEPARATOR = re.compile(r"\s*[,，、]\s*")
 _SENTENCE_END = re.compile(r"[.!。！；;]\W*$")
-_TABLE_HEADER = re.compile(r"^\|.*\|[ \t]*\n\|[\s:|-]+\|[ \t]*$", re.MULTILINE)
+_TABLE = re.compile(r"^\|(.*)\|[ \t]*\n\|[\s:|-]+\|[ \t]*\n((?:\|.*\|[ \t]*(?:\n|$))*)", re.MULTILINE)
 COSINE_WEIGHT = 0.25
 # A question term in a passage's title names the topic, which every sentence of the passage is about, whether or
 # not it repeats the name ("其叶柄有四到六个腺体"); it counts this much. Tuned by bench/tune_extractive.py on the
@@ -80,13 +80,13 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
                     titles_last: bool = True, rank_weight: float = RANK_WEIGHT) -> list[Statement]:
     """The statements of the top `depth` passages that best answer the question, best first.
 
-    Headings, questions (asked or quoted) and table header rows are skipped, and a document's title (the
-    unpunctuated first line of a file) ranks after every sentence: it names what the whole passage is about, so it
-    shares the question's topic words without answering it (bench/tune_extractive.py on bench/data/en_qa: the
-    right sentence in 23 more of 178 answered questions, 0.742 -> 0.871). A candidate must say something the
-    question does not (a term outside it) and share a term with the question or, with an embedder, be close to
-    it in meaning (cosine at least `meaning_cosine`, the embedder's own relevance threshold). Score: the share of
-    the question's terms it contains, each weighted by how rare it is among the candidates (a term every
+    Headings and questions (asked or quoted) are skipped, a table row is read with its column names, and a
+    document's title (the unpunctuated first line of a file) ranks after every sentence: it names what the whole
+    passage is about, so it shares the question's topic words without answering it (bench/tune_extractive.py on
+    bench/data/en_qa: the right sentence in 23 more of 178 answered questions, 0.742 -> 0.871). A candidate must say
+    something the question does not (a term outside it) and share a term with the question or, with an embedder, be
+    close to it in meaning (cosine at least `meaning_cosine`, the embedder's own relevance threshold). Score: the
+    share of the question's terms it contains, each weighted by how rare it is among the candidates (a term every
     sentence shares says nothing about which one answers) and less when it is in a title (TOPIC_WEIGHT), plus
     COSINE_WEIGHT times its cosine to the question, less RANK_WEIGHT per place its passage ranks below the first.
     The question's terms are `answer_terms`; candidates are sentences and their clauses (split at ";" and "；"),
@@ -99,7 +99,7 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     for position, hit in enumerate(hits[:depth]):
         title = document_title(hit)
         topic |= set(tokenize(title)) if title else set()
-        for whole in split_sentences(_TABLE_HEADER.sub("", hit.text), clauses=False):
+        for whole in split_sentences(table_rows_as_statements(hit.text), clauses=False):
             for sentence in split_sentences(whole):
                 text = statement(sentence)
                 words = set(tokenize(text)) if text else set()
@@ -133,6 +133,22 @@ def document_title(hit: Hit) -> str | None:
     if hit.chunk.ordinal != 0 or not newline or not rest.strip() or _SENTENCE_END.search(first):
         return None
     return first
+
+
+def table_rows_as_statements(text: str) -> str:
+    """Markdown tables with each row as one line of "header: cell" pairs: a row alone ("| Language model |
+    `RAG_APP_LLM` | `--llm` |") does not say which column holds what is asked for. Pairs are joined by commas, not
+    the CSV loader's semicolons, so that a row stays one statement (clauses are ranked apart)."""
+
+    def rows(table: re.Match[str]) -> str:
+        header = [cell.strip() for cell in table.group(1).split("|")]
+        lines = []
+        for row in table.group(2).splitlines():
+            cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+            lines.append(", ".join(f"{name}: {cell}" for name, cell in zip(header, cells, strict=False) if cell))
+        return "\n".join(lines) + "\n"
+
+    return _TABLE.sub(rows, text)
 
 
 def introduced(passage: str, sentence: str) -> str:

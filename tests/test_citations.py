@@ -177,3 +177,20 @@ def test_a_sentence_that_introduces_a_list_or_code_is_answered_with_it(question,
     sources = [Hit(Chunk(text, "guide.md", id=1), 1.0, number=1)]
     answer = extractive_sentences(question, sources, None, 1.01)[0]
     assert (answer.text, answer.evidence) == (f"{introduction} {introduced}", introduction)
+
+
+SETTINGS_TABLE = ("You can choose models with environment variables or with command-line flags.\n\n"
+                  "| Setting | Environment variable | Flag |\n|---|---|---|\n"
+                  "| Embedder | `RAG_APP_EMBEDDER` | `--embedder` |\n| Language model | `RAG_APP_LLM` | `--llm` |\n\n"
+                  "For example, set it before starting the app.\n")
+
+
+def test_a_table_row_is_a_statement_with_its_column_names():
+    """The row alone ("| Language model | `RAG_APP_LLM` | `--llm` |") does not say which column is the variable, so
+    the sentence about environment variables in general won; read with its column names, the row answers."""
+    from rag_app.answering import extractive_sentences
+
+    sources = [Hit(Chunk(SETTINGS_TABLE, "models.md", id=1), 1.0, number=1)]
+    answer = extractive_sentences("Which environment variable picks the language model?", sources, None, 1.01)
+    assert [sentence.text for sentence in answer] == [
+        "Setting: Language model, Environment variable: `RAG_APP_LLM`, Flag: `--llm`"]
