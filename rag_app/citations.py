@@ -100,11 +100,12 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
         title = document_title(hit)
         topic |= set(tokenize(title)) if title else set()
         for whole in split_sentences(table_rows_as_statements(hit.text), clauses=False):
+            shown = statement(whole)
             for sentence in split_sentences(whole):
                 text = statement(sentence)
                 words = set(tokenize(text)) if text else set()
                 if text is not None and words - terms:
-                    candidates.append((position, text, words, statement(whole) or text))
+                    candidates.append((position, text, words, shown or text))
                     if sentence.strip() == title:
                         titles.add(text)
     if not candidates:
