@@ -13,15 +13,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
 from rag_app.attribution import Attributor, render, separator
-from rag_app.citations import introduced, rank_statements
+from rag_app.citations import answer_terms, following, introduced, rank_statements
 from rag_app.config import AnswerMode, GenerationSettings
-from rag_app.language import complete_sentences, is_cjk
+from rag_app.index.lexical import tokenize
+from rag_app.language import complete_sentences, is_cjk, unwrapped
 from rag_app.models.chat import ChatLLM
 from rag_app.models.embedder import Embedder
 from rag_app.types import AnswerSentence, Hit
@@ -30,6 +32,11 @@ from rag_app.types import AnswerSentence, Hit
 # (a second sentence often carries the rest of an answer that spans two).
 SECOND_SENTENCE_SHARE = 0.8
 EXTRACTIVE_SENTENCES = 2
+RESTATED_SHARE = 0.75
+_CONDITION = re.compile(r"(?:if|when|whenever|in case)\b|(?:如果|假如|要是|若|当)", re.IGNORECASE)
+_WHAT_TO_DO = re.compile(r"\bwhat (?:should|can|do) (?:i|we|you) do\b|\bwhat if\b|\bhow (?:do|can|should) (?:i|we|you) "
+                         r"(?:fix|solve|resolve|avoid|prevent|stop)\b|\bwhat (?:should|can) (?:i|we|you) try\b|"
+                         r"怎么办|如何解决|怎么解决|怎样解决|该怎么做", re.IGNORECASE)
 FALLBACK_NOTICE = {
     False: "The model's answer could not be checked against the passages, so these are the passages' own words.",
     True: "模型的回答无法与检索到的段落核对，因此这里给出段落原文。",
@@ -61,15 +68,33 @@ class Composed:
 
 
 def extractive_sentences(question: str, hits: Sequence[Hit], embedder: Embedder | None,
-                         meaning_cosine: float) -> list[AnswerSentence]:
-    """The passages' statements that best answer the question (one, or two when the second is nearly as good)."""
+                         meaning_cosine: float, restated: bool = True) -> list[AnswerSentence]:
+    """The passages' statements that best answer the question (one, or two when the second is nearly as good).
+    A best statement that restates the question (`restates`) comes with the statement after it, what it leads to
+    ("If an ingest is already running on an index, a second ingest on the same index is refused." -> "Wait for
+    the first one to finish and try again.")."""
     ranked = rank_statements(question, hits, embedder, meaning_cosine)
-    chosen = [found for number, found in enumerate(ranked[:EXTRACTIVE_SENTENCES])
+    chosen = [(found.sentence, found.position) for number, found in enumerate(ranked[:EXTRACTIVE_SENTENCES])
               if number == 0 or found.score >= SECOND_SENTENCE_SHARE * ranked[0].score]
-    shown = dict.fromkeys((found.sentence, found.position) for found in chosen)  # two clauses of one sentence: once
-    return [AnswerSentence(" ".join(filter(None, (sentence, introduced(hits[position].text, sentence)))),
+    if restated and ranked and restates(question, ranked[0].text):
+        after = following(hits[ranked[0].position].text, ranked[0].sentence)
+        chosen[1:1] = [(after, ranked[0].position)] if after else []
+    shown = dict.fromkeys(chosen)  # two clauses of one sentence: once
+    return [AnswerSentence(" ".join(filter(None, (unwrapped(sentence), introduced(hits[position].text, sentence)))),
                            (hits[position].number,), supported=True, support=1.0, evidence=sentence)
             for sentence, position in shown]
+
+
+def restates(question: str, text: str) -> bool:
+    """Whether a statement sets out the question's situation rather than answers it: the question asks what to
+    do about one ("What should I do if ...", "...怎么办？"), or the statement states a condition ("If your AMD GPU
+    is not detected on Linux ...") holding most of the question's terms (RESTATED_SHARE). "The Zorblax fountain
+    sings at 4 pm" holds every term of "When does the Zorblax fountain sing?" and answers it."""
+    if _WHAT_TO_DO.search(question):
+        return True
+    terms = answer_terms(question)
+    held = len(terms & set(tokenize(text))) / len(terms) if terms else 0.0
+    return bool(_CONDITION.match(text.strip())) and held >= RESTATED_SHARE
 
 
 class Composer:

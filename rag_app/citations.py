@@ -156,14 +156,29 @@ def introduced(passage: str, sentence: str) -> str:
     """What a sentence ending with a colon introduces in the passage, on one line: the list items or code lines
     right after it ("`python app.py` accepts these options:" says nothing without them); "" for any other
     sentence."""
+    lines = _introduced_lines(passage, sentence)[0][:INTRODUCED_LINES]
+    separator = "；" if sentence.endswith("：") else "; "  # after an item that does not end its own sentence
+    return "".join(f"{line}{' ' if _ENDED.search(line) else separator}" for line in lines[:-1]) + "".join(lines[-1:])
+
+
+def _introduced_lines(passage: str, sentence: str) -> tuple[list[str], int]:
+    """The list items or code lines a sentence ending with a colon introduces, and where in the passage they end
+    (for any other sentence: none, and where the sentence ends; -1 when the passage does not hold it)."""
     start = passage.find(sentence)
-    if not sentence.endswith((":", "：")) or start < 0:
-        return ""
+    if start < 0:
+        return [], -1
+    end = start + len(sentence)
+    if not sentence.endswith((":", "：")):
+        return [], end
     shown: list[str] = []
     fenced = False
-    for line in passage[start + len(sentence):].splitlines()[1:]:
+    rest = passage[end:].splitlines(keepends=True)
+    end += len(rest[0]) if rest else 0  # the rest of the sentence's own line
+    for line in rest[1:]:
         text = line.strip()
         if text.startswith("```"):
+            if fenced:
+                end += len(line)  # the closing fence ends what was introduced
             if fenced or shown:
                 break
             fenced = True
@@ -173,9 +188,20 @@ def introduced(passage: str, sentence: str) -> str:
             shown.append(item.group(1))
         elif text or shown:
             break
-    lines = shown[:INTRODUCED_LINES]
-    separator = "；" if sentence.endswith("：") else "; "  # after an item that does not end its own sentence
-    return "".join(f"{line}{' ' if _ENDED.search(line) else separator}" for line in lines[:-1]) + "".join(lines[-1:])
+        end += len(line)
+    return shown, end
+
+
+def following(passage: str, sentence: str) -> str:
+    """The statement right after a sentence (and what it introduces) in the same section of its passage (a line
+    of code counts: "curl ... | OLLAMA_VERSION=0.5.7 sh"); "" where none follows before the next heading."""
+    end = _introduced_lines(passage, sentence)[1]
+    for piece in split_sentences(passage[end:], clauses=False) if end >= 0 else []:
+        if piece.startswith("#"):
+            break
+        if statement(piece):
+            return piece
+    return ""
 
 
 def evidence_sentences(

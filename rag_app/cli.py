@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rag_app.config import DEFAULT_INDEX, AgentSettings, ChunkingSettings, ModelSettings, add_knob_flags
+from rag_app.language import unwrapped
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 
@@ -132,7 +133,7 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
     for hit in answer.sources:
         print(f"[{hit.number}] {hit.chunk.label()}  (score {hit.score:.3f})")
     if answer.evidence:
-        print("\nEvidence:\n" + "\n".join(f"  - {sentence}" for sentence in answer.evidence))
+        print("\nEvidence:\n" + "\n".join(f"  - {unwrapped(sentence)}" for sentence in answer.evidence))
     if answer.window_estimated:
         print(f"\nNote: the served model's window ({answer.context_window}) and token counts are estimates; pass "
               "--context-window, or serve a model whose tokenizer is on this machine")

@@ -31,7 +31,14 @@ CJK_SENTENCE_ENDS = "。！？；…｡．"
 CLOSERS = "\"'”’」』）)\\]"
 SENTENCE_END = re.compile(rf"[{CJK_SENTENCE_ENDS}]+[{CLOSERS}]*|[.!?]+[{CLOSERS}]*(?=\s)")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?。！？；;])\s+|(?<=[。！？；])|\n+")
-_WHOLE_SENTENCE_SPLIT = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])|\n+")
+_CLAUSE_SPLIT_IN_LINE = re.compile(r"(?<=[.!?。！？；;])\s+|(?<=[。！？；])")
+_SENTENCE_SPLIT_IN_LINE = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])")
+# A line that opens a block of its own, so the line break before it wraps nothing: a list item, a heading, a table
+# row, a quote, a fence, or a "key: value" line (a CSV record's, a label's).
+_OPENS_BLOCK = re.compile(r"[ \t]*(?:(?:[-*+•]|\d{1,3}[.)])\s|[#|>]|```|~~~|[^\W\d][\w ]{0,30}[:：])")
+_FENCE = ("```", "~~~")
+_JOINS_HAN = f"{HAN}，、（"
+_LINE_BREAK = re.compile(r"[ \t]*\n[ \t]*")
 _LIST_MARKER = re.compile(r"(?:\d{1,3}|[a-zA-Z])[.)]|[-*+•]")
 _MARKER_AFTER_COLON = re.compile(r"[:：]\s+((?:\d{1,3}|[a-zA-Z])[.)])$")
 
@@ -50,11 +57,48 @@ def cjk_share(texts: Iterable[str]) -> float:
     return cjk / letters if letters else 0.0
 
 
+def wraps(line: str, following: str) -> bool:
+    """Whether the break between two lines only wraps prose: the line goes on in lower case ("want to limit Ollama
+    to use" / "a subset of your GPUs") or Han characters go on after Han, and the next line opens no block."""
+    end, start = line.rstrip()[-1:], following.lstrip()[:1]
+    if not end or not start or line.lstrip().startswith(("#", "|", *_FENCE)) or _OPENS_BLOCK.match(following):
+        return False
+    return (start.islower() and (end.isalnum() or end in ",(-")) or (
+        bool(HAN_CHAR.match(start)) and re.match(f"[{_JOINS_HAN}]", end) is not None)
+
+
+def prose_lines(text: str) -> list[str]:
+    """The text's lines, each line that wraps prose joined to the next (the line break kept); code fences kept
+    as they are."""
+    lines: list[str] = []
+    fenced = False
+    for line in text.split("\n"):
+        if lines and not fenced and wraps(lines[-1], line):
+            lines[-1] += "\n" + line
+        else:
+            lines.append(line)
+        if line.lstrip().startswith(_FENCE):
+            fenced = not fenced
+    return lines
+
+
+def unwrapped(text: str) -> str:
+    """A sentence that wrapped line breaks run through, on one line (Han characters joined without a space)."""
+    def joint(match: re.Match[str]) -> str:
+        before, after = text[match.start() - 1: match.start()], text[match.end(): match.end() + 1]
+        return "" if re.match(f"[{_JOINS_HAN}]", before) and HAN_CHAR.match(after) else " "
+    return _LINE_BREAK.sub(joint, text.strip())
+
+
 def split_sentences(text: str, clauses: bool = True) -> list[str]:
     """Sentences of English or Chinese text (ends: . ! ? 。 ！ ？ and line breaks, and with `clauses` also ; and
-    ；); a list marker such as "1." stays with the item it opens."""
+    ；); a list marker such as "1." stays with the item it opens. A line break that only wraps prose ends nothing:
+    the sentence keeps it, so it is still found in its passage (`unwrapped` shows it on one line). Hard-wrapped
+    Markdown and PDF lines otherwise cut sentences in two ("If you have multiple NVIDIA GPUs in your system and
+    want to limit Ollama to use")."""
     sentences: list[str] = []
-    for piece in (_SENTENCE_SPLIT if clauses else _WHOLE_SENTENCE_SPLIT).split(text):
+    pattern = _CLAUSE_SPLIT_IN_LINE if clauses else _SENTENCE_SPLIT_IN_LINE
+    for piece in (piece for line in prose_lines(text) for piece in pattern.split(line)):
         piece = piece.strip() if piece else ""
         if not piece:
             continue

@@ -194,3 +194,60 @@ def test_a_table_row_is_a_statement_with_its_column_names():
     answer = extractive_sentences("Which environment variable picks the language model?", sources, None, 1.01)
     assert [sentence.text for sentence in answer] == [
         "Setting: Language model, Environment variable: `RAG_APP_LLM`, Flag: `--llm`"]
+
+
+WRAPPED = ("### GPU Selection\n\nIf you have multiple NVIDIA GPUs in your system and want to limit Ollama to use\n"
+           "a subset, you can set `CUDA_VISIBLE_DEVICES` to a comma separated list of GPUs.\n"
+           "Numeric IDs may be used, however ordering may vary.\n")
+WRAPPED_ZH = "服务默认只监听本机地址，只有运行它的那台\n电脑可以访问。换一个端口即可。\n"
+
+
+def test_a_hard_wrapped_line_does_not_end_its_sentence():
+    """Markdown and PDF text wraps lines mid-sentence; a wrap is no sentence end, and the answer shows the whole
+    sentence on one line while its evidence stays the passage's own text (so the UI can find and mark it)."""
+    from rag_app.answering import extractive_sentences
+    from rag_app.language import unwrapped
+
+    assert split_sentences(WRAPPED)[1].endswith("comma separated list of GPUs.")
+    assert split_sentences(WRAPPED_ZH) == ["服务默认只监听本机地址，只有运行它的那台\n电脑可以访问。",
+                                           "换一个端口即可。"]
+    assert unwrapped(split_sentences(WRAPPED_ZH)[0]) == "服务默认只监听本机地址，只有运行它的那台电脑可以访问。"
+    sources = [Hit(Chunk(WRAPPED, "gpu.md", id=1), 1.0, number=1)]
+    answer = extractive_sentences("How do I limit Ollama to some of my NVIDIA GPUs?", sources, None, 1.01)[0]
+    assert "CUDA_VISIBLE_DEVICES" in answer.text and "\n" not in answer.text
+    assert answer.evidence in WRAPPED and "\n" in answer.evidence
+
+
+@pytest.mark.parametrize("text", [
+    "Steps to follow\n- open the file\n- save it", "name: Alice\nrole: admin",
+    "```\nsudo tee /etc/x\nsudo apt update\n```",
+    "| a | b |\n| c | d |", "## Setup\nrun it twice",
+])
+def test_a_line_break_before_a_block_of_its_own_still_ends_a_line(text):
+    """List items, "key: value" records (a CSV row's), code and table lines and headings are not wrapped prose."""
+    assert len(split_sentences(text)) == len([line for line in text.splitlines() if line.strip()])
+
+
+SECOND_WRITER = ("## One writer at a time\n\nOnly one ingest can write to an index at a time. If an ingest is "
+                 "already running on an index, a second ingest on the same index is refused. Wait for the first one "
+                 "to finish and try again.\n\n## Mixed-language folders\n\nA single index can hold both.\n")
+OLDER = ("## Installing older versions on Linux\n\nIf you want to install an older version on Linux, tell the "
+         "install script which version to install.\n\n```shell\ncurl -fsSL https://example.com/install.sh | "
+         "VERSION=0.5.7 sh\n```\n")
+
+
+@pytest.mark.parametrize(("question", "text", "then"), [
+    ("What should I do if a second ingest is refused?", SECOND_WRITER, "Wait for the first one to finish"),
+    ("How do I install an older version on Linux?", OLDER, "VERSION=0.5.7"),
+    ("第二个导入任务被拒绝了怎么办？", "## 为什么第二个导入任务被拒绝了？\n\n如果已经有一个导入任务正在写入该索引，"
+     "第二个导入任务会被拒绝。请等第一个任务结束后再试。\n", "请等第一个任务结束后再试"),
+])
+def test_a_statement_that_restates_the_question_comes_with_what_follows_it(question, text, then):
+    """The sentence that shares the question's words only sets out its situation; what to do is the next one (a
+    line of code counts), from the same passage and section, with the same citation."""
+    from rag_app.answering import extractive_sentences
+
+    sources = [Hit(Chunk(text, "guide.md", id=1), 1.0, number=1)]
+    answer = extractive_sentences(question, sources, None, 1.01)
+    assert then in answer[1].text and answer[1].citations == (1,)
+    assert "single index" not in " ".join(sentence.text for sentence in answer)
