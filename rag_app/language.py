@@ -26,6 +26,13 @@ QUESTION_WORDS_EN = frozenset({
     "length", "age", "amount", "many", "much", "long", "old", "far", "big", "kind", "type",
 })
 
+# Words that say who asks, not what about: the guide answers "Is my data sent anywhere?" with "Nothing is sent"
+# and "your documents", so "my" only lowered a passage's share of the question's terms; likewise the tails that
+# contractions leave ("I'm", "don't", "Ollama's"; "do not" in a passage). Not "us", which may be the US.
+ASKER_WORDS_EN = frozenset({"my", "me", "mine", "myself", "we", "our", "ours", "ourselves", "m", "s", "t", "d", "ll",
+                            "re", "ve", "don", "doesn", "didn", "isn", "aren", "wasn", "weren", "won", "couldn",
+                            "shouldn", "wouldn", "haven", "hasn"})
+
 # Sentence ends: CJK full stops end a sentence where they stand; Latin ones only before a space.
 CJK_SENTENCE_ENDS = "。！？；…｡．"
 CLOSERS = "\"'”’」』）)\\]"

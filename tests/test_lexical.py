@@ -72,3 +72,16 @@ def test_question_terms_leave_out_what_is_asked_for() -> None:
     assert question_terms("What colour is the Vexmoor lighthouse beam?") == ["vexmoor", "lighthous", "beam"]
     assert question_terms("How many years did it take?") == ["take"]
     assert question_terms("长江有多长？") == ["长江", "江有"]
+
+
+def test_question_terms_leave_out_who_asks() -> None:
+    """A passage says "your data" or "Nothing is sent" to "Is my data sent anywhere?": "my" is not what the
+    question is about, and its share of the terms would count against the passage that answers."""
+    from rag_app.retrieval import term_coverage
+
+    assert question_terms("Is my data sent anywhere?") == ["data", "sent", "anywher"]
+    assert question_terms("We don't see our files, what's wrong?") == ["see", "file", "wrong"]
+    passage = "Nothing is sent to a remote service: your data stays on your computer."
+    assert term_coverage(question_terms("Is my data sent anywhere?"), passage) > term_coverage(
+        tokenize("Is my data sent anywhere?"), passage)
+    assert "us" in question_terms("What is the US population?")

@@ -15,7 +15,7 @@ import bm25s
 import numpy as np
 import Stemmer
 
-from rag_app.language import HAN, QUESTION_WORDS_EN, QUESTION_WORDS_ZH
+from rag_app.language import ASKER_WORDS_EN, HAN, QUESTION_WORDS_EN, QUESTION_WORDS_ZH
 
 # Han runs and other word runs apart: "\w" also matches Han, so "POWER6是IBM于2007年推出" was one token.
 _TOKEN = re.compile(rf"[{HAN}]+|[^\W_{HAN}]+", re.UNICODE)
@@ -40,12 +40,13 @@ def cjk_bigrams(run: str) -> list[str]:
 def question_terms(question: str) -> list[str]:
     """The terms of a question that say what it is about: its tokens without the Chinese question words and the
     character pairs that straddle them ("在哪", "哪些", "些地" in "分布在哪些地区"), which a passage that answers
-    the question does not contain; likewise English words that name what is asked for ("colour", "year")."""
+    the question does not contain; likewise English words that name what is asked for ("colour", "year") and
+    those that name who asks ("my", "we")."""
     terms: list[str] = []
     for match in _TOKEN.finditer(question.lower()):
         piece = match.group()
         if not _HAN_RUN.match(piece):
-            if piece.removesuffix("s") not in QUESTION_WORDS_EN:
+            if piece.removesuffix("s") not in QUESTION_WORDS_EN and piece not in ASKER_WORDS_EN:
                 terms.extend(tokenize(piece))
             continue
         asking = set()
