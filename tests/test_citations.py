@@ -251,3 +251,23 @@ def test_a_statement_that_restates_the_question_comes_with_what_follows_it(quest
     answer = extractive_sentences(question, sources, None, 1.01)
     assert then in answer[1].text and answer[1].citations == (1,)
     assert "single index" not in " ".join(sentence.text for sentence in answer)
+
+
+UPGRADE = ("# FAQ\n\n## How do I upgrade Ollama?\n\nOllama downloads each update by itself and asks you to restart. "
+           "Upgrade notes are published with every release. Ollama keeps the models you pulled.\n")
+OTHER_COMPUTERS = ("# 常见问题\n\n## 为什么其他电脑打不开聊天界面？\n\n服务默认只监听 127.0.0.1，只有运行它的那台电脑"
+                   "可以访问。使用 `--host 0.0.0.0` 可以接受局域网连接，同时请用 `--auth user:password` 设置聊天界面"
+                   "的密码。\n")
+
+
+@pytest.mark.parametrize(("question", "text", "answer"), [
+    ("How can I upgrade Ollama?", UPGRADE, "downloads each update by itself"),
+    ("为什么别的电脑打不开聊天界面？", OTHER_COMPUTERS, "127.0.0.1"),
+])
+def test_the_first_statement_under_a_heading_that_asks_the_question_answers_it(question, text, answer):
+    """An FAQ's heading is the question; the statement right under it answers it, ahead of a later one that
+    repeats the question's words ("Upgrade notes are published with every release")."""
+    from rag_app.answering import extractive_sentences
+
+    sources = [Hit(Chunk(text, "faq.md", id=1), 1.0, number=1)]
+    assert answer in extractive_sentences(question, sources, None, 1.01)[0].text
