@@ -83,3 +83,31 @@ def test_the_public_api_loads_an_index_with_the_embedded_defaults(fact_index, fa
     assert isinstance(answer, Answer)
     assert agent.llm.name == "SmolLM2-135M-Instruct" and agent.index.embedder.name == "all-MiniLM-L6-v2"
     assert Path(answer.sources[0].path) == (fact_corpus / "fountain.txt").resolve()
+
+
+def test_a_pdf_paragraph_wrapped_over_lines_is_answered_with_its_whole_sentence(tmp_path_factory, embedder, llm):
+    """A PDF's text comes line by line as the page lays it out; the answer shows the sentence the lines make,
+    on one line, cited to the PDF's page, not the fragment on the line that holds the question's words."""
+    from ingest.pipeline import ingest
+    from rag_app.agent import RagAgent
+    from rag_app.config import AgentSettings
+    from rag_app.index import Index
+    from rag_app.models.actions import MEASURED, ActionRecords
+    from tests.fixtures_files import write_pdf
+
+    folder = tmp_path_factory.mktemp("wrapped_pdf")
+    write_pdf(folder / "handbook.pdf", [[
+        "Travel policy", "",
+        "If you travel abroad for more than three days and want your costs to be paid back",
+        "in full, submit the expense form to the finance office within ten working days.",
+        "Receipts must be kept for a year.",
+    ]])
+    location = tmp_path_factory.mktemp("wrapped_pdf_index") / "index"
+    assert ingest([folder], location, embedder).ok
+    index = Index.open(location, embedder)
+    agent = RagAgent(index, llm, AgentSettings(answer_mode="extractive", max_steps=0), ActionRecords(measured=MEASURED))
+    answer = agent.ask("How do I get my costs paid back after travelling abroad?")
+    index.close()
+    assert not answer.abstained
+    assert "want your costs to be paid back in full, submit the expense form to the finance office" in answer.text
+    assert answer.sources[0].path.endswith("handbook.pdf") and answer.sources[0].chunk.page == 1
