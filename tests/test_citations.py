@@ -13,6 +13,13 @@ from rag_app.types import Chunk, Hit
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
+def extract(question: str, text: str, path: str = "guide.md"):
+    """The extractive answer's sentences to a question over one passage (no embedder)."""
+    from rag_app.answering import extractive_sentences
+
+    return extractive_sentences(question, [Hit(Chunk(text, path, id=1), 1.0, number=1)], None, 1.01)
+
+
 @pytest.mark.parametrize(
     ("text", "numbers"),
     [("The port is 7860 [1].", (1,)), ("It is [2][1] and [2, 2].", (2, 1)), ("端口是 7860 [1，2]。", (1, 2)),
@@ -205,15 +212,13 @@ WRAPPED_ZH = "服务默认只监听本机地址，只有运行它的那台\n电�
 def test_a_hard_wrapped_line_does_not_end_its_sentence():
     """Markdown and PDF text wraps lines mid-sentence; a wrap is no sentence end, and the answer shows the whole
     sentence on one line while its evidence stays the passage's own text (so the UI can find and mark it)."""
-    from rag_app.answering import extractive_sentences
     from rag_app.language import unwrapped
 
     assert split_sentences(WRAPPED)[1].endswith("comma separated list of GPUs.")
     assert split_sentences(WRAPPED_ZH) == ["服务默认只监听本机地址，只有运行它的那台\n电脑可以访问。",
                                            "换一个端口即可。"]
     assert unwrapped(split_sentences(WRAPPED_ZH)[0]) == "服务默认只监听本机地址，只有运行它的那台电脑可以访问。"
-    sources = [Hit(Chunk(WRAPPED, "gpu.md", id=1), 1.0, number=1)]
-    answer = extractive_sentences("How do I limit Ollama to some of my NVIDIA GPUs?", sources, None, 1.01)[0]
+    answer = extract("How do I limit Ollama to some of my NVIDIA GPUs?", WRAPPED, "gpu.md")[0]
     assert "CUDA_VISIBLE_DEVICES" in answer.text and "\n" not in answer.text
     assert answer.evidence in WRAPPED and "\n" in answer.evidence
 
@@ -245,10 +250,7 @@ OLDER = ("## Installing older versions on Linux\n\nIf you want to install an old
 def test_a_statement_that_restates_the_question_comes_with_what_follows_it(question, text, then):
     """The sentence that shares the question's words only sets out its situation; what to do is the next one (a
     line of code counts), from the same passage and section, with the same citation."""
-    from rag_app.answering import extractive_sentences
-
-    sources = [Hit(Chunk(text, "guide.md", id=1), 1.0, number=1)]
-    answer = extractive_sentences(question, sources, None, 1.01)
+    answer = extract(question, text)
     assert then in answer[1].text and answer[1].citations == (1,)
     assert "single index" not in " ".join(sentence.text for sentence in answer)
 
@@ -267,7 +269,4 @@ OTHER_COMPUTERS = ("# 常见问题\n\n## 为什么其他电脑打不开聊天界
 def test_the_first_statement_under_a_heading_that_asks_the_question_answers_it(question, text, answer):
     """An FAQ's heading is the question; the statement right under it answers it, ahead of a later one that
     repeats the question's words ("Upgrade notes are published with every release")."""
-    from rag_app.answering import extractive_sentences
-
-    sources = [Hit(Chunk(text, "faq.md", id=1), 1.0, number=1)]
-    assert answer in extractive_sentences(question, sources, None, 1.01)[0].text
+    assert answer in extract(question, text, "faq.md")[0].text
