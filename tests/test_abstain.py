@@ -126,18 +126,17 @@ def test_the_sentence_test_stops_at_the_first_passage_that_passes(tmp_path_facto
 
 
 def test_a_passage_is_tested_on_its_statements_closest_in_terms_first(cooking: Retriever, monkeypatch) -> None:
-    """The two statements sharing the most question terms are embedded first; the rest only when neither reaches
-    the threshold, and then the result is the best of all of them."""
-    from rag_app.retrieval import FIRST_STATEMENTS, best_sentence_cosines, sentence_cosine
+    """Statements are embedded one at a time, those sharing the most question terms first, until one reaches the
+    threshold; where none does, every one is embedded and the result is the best of all of them."""
+    from rag_app.retrieval import best_sentence_cosines, sentence_cosine
 
     text = ("Gulls nest on the rocks below. Fog rolls in each autumn. The Varnholm lighthouse beam shines green "
             "across the bay every night. Tourists arrive by ferry in summer.")
     query = cooking.index.query("What colour is the Varnholm lighthouse beam at night?")
     embedder = cooking.index.embedder
     embedded = record_embeddings(monkeypatch, embedder)
-    assert FIRST_STATEMENTS == 2 and sentence_cosine(text, query, embedder, threshold=0.5) >= 0.5
-    assert embedded == ["The Varnholm lighthouse beam shines green across the bay every night.",
-                        "Gulls nest on the rocks below."]
+    assert sentence_cosine(text, query, embedder, threshold=0.5) >= 0.5
+    assert embedded == ["The Varnholm lighthouse beam shines green across the bay every night."]
     embedded.clear()
     unreachable = sentence_cosine(text, query, embedder, threshold=1.01)
     assert len(embedded) == 4 and unreachable == pytest.approx(best_sentence_cosines([text], query.vector, embedder)[0])
