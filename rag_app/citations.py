@@ -14,7 +14,7 @@ import jieba
 from rag_app.index.lexical import cjk_bigrams, question_terms, tokenize
 from rag_app.language import HAN_CHAR, split_sentences
 from rag_app.models.embedder import Embedder
-from rag_app.retrieval import asks, statement
+from rag_app.retrieval import asks, headings, statement
 from rag_app.types import Hit
 
 CITATION = re.compile(r"[\[［【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]］】]")
@@ -120,9 +120,11 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
         title = document_title(hit)
         topic |= set(tokenize(title)) if title else set()
         asked = False  # whether the section heading right above asks the question, until its first statement
+        marked = headings(hit.text)
         for whole in split_sentences(table_rows_as_statements(hit.text), clauses=False):
-            if whole.startswith("#"):
-                asked = asks(whole, terms)
+            heading = next((line for line in marked if whole.startswith("#") and line.startswith(whole)), None)
+            if heading is not None:
+                asked = asks(heading, terms)
                 continue
             shown = statement(whole)
             for sentence in split_sentences(whole):

@@ -34,6 +34,7 @@ RELEVANCE_DEPTH = 10
 # extractive answer's heading weight on bench/data/faq_tune (rag_app.citations).
 HEADING_MATCH = 0.8
 _LIST_MARKER = re.compile(r"^(?:[-*+>]|\d+[.)])\s+")
+_HEADING = re.compile(r"#{1,6}\s")
 _QUESTION_MARK = re.compile(r"[?？]")
 Stage = Callable[[list[Hit], Query], list[Hit]]
 
@@ -100,9 +101,22 @@ def asks(heading: str, terms: Collection[str]) -> bool:
     return bool(wanted) and len(wanted.intersection(tokenize(heading))) >= HEADING_MATCH * len(wanted)
 
 
+def headings(text: str) -> list[str]:
+    """The passage's Markdown headings ("## Why is networking slow?"), not the comments in its code blocks."""
+    found: list[str] = []
+    fenced = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("```", "~~~")):
+            fenced = not fenced
+        elif not fenced and _HEADING.match(stripped):
+            found.append(stripped)
+    return found
+
+
 def heading_asks(text: str, terms: Collection[str]) -> bool:
     """Whether one of the passage's Markdown headings asks the question."""
-    return any(asks(line, terms) for line in text.splitlines() if line.lstrip().startswith("#"))
+    return any(asks(line, terms) for line in headings(text))
 
 
 def best_sentence_cosines(texts: Sequence[str], query_vector: np.ndarray, embedder: Embedder,

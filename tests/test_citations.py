@@ -270,3 +270,15 @@ def test_the_first_statement_under_a_heading_that_asks_the_question_answers_it(q
     """An FAQ's heading is the question; the statement right under it answers it, ahead of a later one that
     repeats the question's words ("Upgrade notes are published with every release")."""
     assert answer in extract(question, text, "faq.md")[0].text
+
+
+def test_a_comment_in_a_code_block_is_not_a_heading():
+    """Only Markdown headings ask a question; "# install the package" in a shell block is a comment."""
+    from rag_app.index.lexical import question_terms
+    from rag_app.retrieval import heading_asks, headings
+
+    text = "## Setup\n\n```shell\n# install the package\npip install rag-app\n```\n"
+    assert headings(text) == ["## Setup"]
+    assert not heading_asks(text, question_terms("How do I install the package?"))
+    assert heading_asks(text.replace("## Setup", "## How to install the package"),
+                        question_terms("How do I install the package?"))
