@@ -48,6 +48,16 @@ def test_highlight_bolds_the_supporting_sentence_only():
     assert highlight(source) == "Intro line. **The fountain sprays on Tuesday.** Outro."
 
 
+def test_highlight_bolds_a_sentence_that_runs_over_a_wrapped_line():
+    """Evidence keeps the passage's own line break (rag_app.language.split_sentences), so it is found and marked."""
+    from rag_app.language import split_sentences
+
+    text = "If you have several GPUs and want Ollama to use\na subset, set CUDA_VISIBLE_DEVICES.\nNext line."
+    source = _source(text, [split_sentences(text)[0]])
+    assert highlight(source).startswith("**If you have several GPUs and want Ollama to use  \na subset, set ")
+    assert highlight(source).endswith(".**  \nNext line.")
+
+
 def test_sources_block_is_collapsible_numbered_and_escaped():
     answer = Answer(text="On Tuesday [1].", sources=[_source("<script>x()</script> Tuesday.", ["Tuesday."])],
                     cited=True)
