@@ -3,8 +3,8 @@
 The agent refuses ("Not found in your documents.") when no retrieved passage is relevant: a passage is relevant
 when it is on the question's topic (its dense cosine to the question reaches the embedder's cosine threshold, or
 the IDF-weighted share of the question's terms it contains reaches the coverage threshold) and one of its
-sentences reaches the sentence cosine threshold (0: no sentence test; a one-term search has none;
-rag_app.retrieval). This script measures the three signals for the top passages of every question, over
+sentences reaches the sentence cosine threshold (0: no sentence test; a one-term search has none; a passage under
+a Markdown heading that asks the question passes it; rag_app.retrieval). This script measures the three signals for the top passages of every question, over
 real indexes of several corpora built with each embedder, then picks per (embedder, language) the thresholds with
 the fewest refusals of answerable questions while answering at most `--max-false-answer` of the off-topic ones, on
 the TUNING sets only; it prints false-answer and false-refusal rates on the tuning and the held-out REPORTING sets

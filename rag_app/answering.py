@@ -68,7 +68,7 @@ class Composed:
 
 
 def extractive_sentences(question: str, hits: Sequence[Hit], embedder: Embedder | None,
-                         meaning_cosine: float, restated: bool = True) -> list[AnswerSentence]:
+                         meaning_cosine: float) -> list[AnswerSentence]:
     """The passages' statements that best answer the question (one, or two when the second is nearly as good).
     A best statement that restates the question (`restates`) comes with the statement after it, what it leads to
     ("If an ingest is already running on an index, a second ingest on the same index is refused." -> "Wait for
@@ -76,7 +76,7 @@ def extractive_sentences(question: str, hits: Sequence[Hit], embedder: Embedder 
     ranked = rank_statements(question, hits, embedder, meaning_cosine)
     chosen = [(found.sentence, found.position) for number, found in enumerate(ranked[:EXTRACTIVE_SENTENCES])
               if number == 0 or found.score >= SECOND_SENTENCE_SHARE * ranked[0].score]
-    if restated and ranked and restates(question, ranked[0].text):
+    if ranked and restates(question, ranked[0].text):
         after = following(hits[ranked[0].position].text, ranked[0].sentence)
         chosen[1:1] = [(after, ranked[0].position)] if after else []
     shown = dict.fromkeys(chosen)  # two clauses of one sentence: once

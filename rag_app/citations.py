@@ -95,8 +95,7 @@ class _Candidate(NamedTuple):
 
 def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | None = None,
                     meaning_cosine: float = 1.01, depth: int = 3, topic_weight: float = TOPIC_WEIGHT,
-                    titles_last: bool = True, rank_weight: float = RANK_WEIGHT,
-                    heading_weight: float = HEADING_WEIGHT) -> list[Statement]:
+                    titles_last: bool = True, rank_weight: float = RANK_WEIGHT) -> list[Statement]:
     """The statements of the top `depth` passages that best answer the question, best first.
 
     Headings and questions (asked or quoted) are skipped, a table row is read with its column names, and a
@@ -122,7 +121,7 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
         asked = False  # whether the section heading right above asks the question, until its first statement
         marked = headings(hit.text)
         for whole in split_sentences(table_rows_as_statements(hit.text), clauses=False):
-            heading = next((line for line in marked if whole.startswith("#") and line.startswith(whole)), None)
+            heading = next((line for line in marked if line.startswith(whole)), None) if whole.startswith("#") else None
             if heading is not None:
                 asked = asks(heading, terms)
                 continue
@@ -149,7 +148,7 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     for found, cosine in zip(candidates, cosines, strict=True):
         coverage = sum(weight.get(term, 0.0) for term in terms & found.words) / total if total else 0.0
         if coverage > 0 or found.leads or cosine >= meaning_cosine:
-            scored.append(Statement(coverage + heading_weight * found.leads + COSINE_WEIGHT * cosine
+            scored.append(Statement(coverage + HEADING_WEIGHT * found.leads + COSINE_WEIGHT * cosine
                                     - rank_weight * found.position, found.position, found.text, found.sentence))
     return sorted(scored, key=lambda item: (titles_last and item.text in titles, -item.score, item.position))
 

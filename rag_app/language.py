@@ -43,8 +43,8 @@ _SENTENCE_SPLIT_IN_LINE = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])")
 # A line that opens a block of its own, so the line break before it wraps nothing: a list item, a heading, a table
 # row, a quote, a fence, or a "key: value" line (a CSV record's, a label's).
 _OPENS_BLOCK = re.compile(r"[ \t]*(?:(?:[-*+•]|\d{1,3}[.)])\s|[#|>]|```|~~~|[^\W\d][\w ]{0,30}[:：])")
-_FENCE = ("```", "~~~")
-_JOINS_HAN = f"{HAN}，、（"
+CODE_FENCES = ("```", "~~~")
+_JOINS_HAN = re.compile(f"[{HAN}，、（]")  # what Han text goes on after across a wrapped line
 _LINE_BREAK = re.compile(r"[ \t]*\n[ \t]*")
 _LIST_MARKER = re.compile(r"(?:\d{1,3}|[a-zA-Z])[.)]|[-*+•]")
 _MARKER_AFTER_COLON = re.compile(r"[:：]\s+((?:\d{1,3}|[a-zA-Z])[.)])$")
@@ -68,10 +68,10 @@ def wraps(line: str, following: str) -> bool:
     """Whether the break between two lines only wraps prose: the line goes on in lower case ("want to limit Ollama
     to use" / "a subset of your GPUs") or Han characters go on after Han, and the next line opens no block."""
     end, start = line.rstrip()[-1:], following.lstrip()[:1]
-    if not end or not start or line.lstrip().startswith(("#", "|", *_FENCE)) or _OPENS_BLOCK.match(following):
+    if not end or not start or line.lstrip().startswith(("#", "|", *CODE_FENCES)) or _OPENS_BLOCK.match(following):
         return False
-    return (start.islower() and (end.isalnum() or end in ",(-")) or (
-        bool(HAN_CHAR.match(start)) and re.match(f"[{_JOINS_HAN}]", end) is not None)
+    return (start.islower() and (end.isalnum() or end in ",(-")) or bool(
+        HAN_CHAR.match(start) and _JOINS_HAN.match(end))
 
 
 def prose_lines(text: str) -> list[str]:
@@ -84,7 +84,7 @@ def prose_lines(text: str) -> list[str]:
             lines[-1] += "\n" + line
         else:
             lines.append(line)
-        if line.lstrip().startswith(_FENCE):
+        if line.lstrip().startswith(CODE_FENCES):
             fenced = not fenced
     return lines
 
@@ -93,7 +93,7 @@ def unwrapped(text: str) -> str:
     """A sentence that wrapped line breaks run through, on one line (Han characters joined without a space)."""
     def joint(match: re.Match[str]) -> str:
         before, after = text[match.start() - 1: match.start()], text[match.end(): match.end() + 1]
-        return "" if re.match(f"[{_JOINS_HAN}]", before) and HAN_CHAR.match(after) else " "
+        return "" if _JOINS_HAN.match(before) and HAN_CHAR.match(after) else " "
     return _LINE_BREAK.sub(joint, text.strip())
 
 

@@ -19,7 +19,7 @@ from rag_app.config import SearchOptions
 from rag_app.index import Index, Query
 from rag_app.index.backend import SearchRequest
 from rag_app.index.lexical import tokenize
-from rag_app.language import is_cjk, split_sentences
+from rag_app.language import CODE_FENCES, is_cjk, split_sentences
 from rag_app.models.embedder import Embedder, RememberingEmbedder
 from rag_app.rerank import Reranker
 from rag_app.types import Chunk, Hit
@@ -107,7 +107,7 @@ def headings(text: str) -> list[str]:
     fenced = False
     for line in text.splitlines():
         stripped = line.strip()
-        if stripped.startswith(("```", "~~~")):
+        if stripped.startswith(CODE_FENCES):
             fenced = not fenced
         elif not fenced and _HEADING.match(stripped):
             found.append(stripped)
@@ -127,8 +127,9 @@ def best_sentence_cosines(texts: Sequence[str], query_vector: np.ndarray, embedd
     sentences = [[] if passes else [text for sentence in split_sentences(passage) if (text := statement(sentence))]
                  for passage, passes in zip(texts, asked, strict=True)]
     unique = list(dict.fromkeys(text for passage in sentences for text in passage))
-    vectors = embedder.embed_documents(unique) if unique else np.zeros((0, len(query_vector)), dtype=np.float32)
-    cosines = dict(zip(unique, (float(value) for value in vectors @ query_vector), strict=True))
+    cosines: dict[str, float] = {}
+    if unique:
+        cosines = dict(zip(unique, (embedder.embed_documents(unique) @ query_vector).tolist(), strict=True))
     return [1.0 if passes else max((cosines[text] for text in passage), default=0.0)
             for passage, passes in zip(sentences, asked, strict=True)]
 
