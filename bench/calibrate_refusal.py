@@ -1,18 +1,18 @@
 """Refusal thresholds per embedder and question language, fitted on tuning sets and reported on held-out sets.
 
-The agent refuses ("Not found in your documents.") when no retrieved passage is relevant: a passage is relevant
-when it is on the question's topic (its dense cosine to the question reaches the embedder's cosine threshold, or
-the IDF-weighted share of the question's terms it contains reaches the coverage threshold) and one of its
-sentences reaches the sentence cosine threshold (0: no sentence test; a one-term search has none; a passage under
-a Markdown heading that asks the question passes it; rag_app.retrieval). This script measures the three signals for the top passages of every question, over
-real indexes of several corpora built with each embedder, then picks per (embedder, language) the thresholds with
-the fewest refusals of answerable questions while answering at most `--max-false-answer` of the off-topic ones, on
-the TUNING sets only; it prints false-answer and false-refusal rates on the tuning and the held-out REPORTING sets
-separately, and the same for the best thresholds without a sentence test and for the shipped ones. Over a fit with
-a sentence test it then fits a statement threshold (a statement that close makes its passage relevant by itself,
-tested on passages whose dense cosine reaches its floor; `fit_statement`). Then, at the shipped thresholds, the
-false refusals of questions whose judged passage was retrieved apart from those whose passages all came from other
-documents.
+The agent refuses ("Not found in your documents.") when no retrieved passage is relevant: a passage is relevant when
+it is on the question's topic (its dense cosine to the question reaches the embedder's cosine threshold, or the
+IDF-weighted share of the question's terms it contains reaches the coverage threshold) and one of its sentences
+reaches the sentence cosine threshold (0: no sentence test; a one-term search has none; a passage under a Markdown
+heading that asks the question passes it; rag_app.retrieval). This script measures the three signals for the top
+passages of every question, over real indexes of several corpora built with each embedder, then picks per (embedder,
+language) the thresholds with the fewest refusals of answerable questions while answering at most
+`--max-false-answer` of the off-topic ones, on the TUNING sets only; it prints false-answer and false-refusal rates
+on the tuning and the held-out REPORTING sets separately, and the same for the best thresholds without a sentence
+test and for the shipped ones. Over a fit with a sentence test it then fits a statement threshold (a statement that
+close makes its passage relevant by itself, tested on passages whose dense cosine reaches its floor;
+`fit_statement`). Then, at the shipped thresholds, the false refusals of questions whose judged passage was
+retrieved apart from those whose passages all came from other documents.
 
 Sets (n per set is printed):
 - off-topic: bench/data/offtopic/{en,zh}_tune.jsonl (tuning), {en,zh}_report.jsonl (reporting), asked of every
