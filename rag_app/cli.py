@@ -131,7 +131,8 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
         if not sentence.supported:
             print(f"! Not supported by any passage: {sentence.text}")
     for hit in answer.sources:
-        print(f"[{hit.number}] {hit.chunk.label()}  (score {hit.score:.3f})")
+        quoted = answer.quoted_label(hit.number)
+        print(f"[{hit.number}] {hit.chunk.label()}{f' · {quoted}' if quoted else ''}  (score {hit.score:.3f})")
     if answer.evidence:
         print("\nEvidence:\n" + "\n".join(f"  - {unwrapped(sentence)}" for sentence in answer.evidence))
     if answer.window_estimated:

@@ -242,18 +242,41 @@ def number_hits(hits: list[Hit], query: Query) -> list[Hit]:
 
 
 def joined(first: Chunk, second: Chunk) -> Chunk:
-    """Two neighbouring chunks as one: overlapping text is not repeated."""
-    overlap = _overlap(first.text, second.text)
-    return replace(first, text=first.text + ("" if overlap else "\n") + second.text[overlap:],
+    """Two neighbouring chunks as one: overlapping text is not repeated, and what the file has between them joins
+    the rest (its line breaks, or the spaces within a line), so that a line counted in the passage is the file's
+    (`Chunk.line_of`)."""
+    overlap = _overlap(first, second)
+    return replace(first, text=first.text + ("" if overlap else _gap(first, second)) + second.text[overlap:],
                    end_line=second.end_line, end_char=second.end_char)
 
 
-def _overlap(left: str, right: str) -> int:
-    """Length of the longest suffix of `left` that is a prefix of `right` (chunk overlap)."""
-    for size in range(min(len(left), len(right)), 0, -1):
-        if left.endswith(right[:size]):
+def _overlap(first: Chunk, second: Chunk) -> int:
+    """How many characters the second chunk repeats of the first's end: from their positions in the file where
+    the texts agree, else the longest suffix of the first that begins the second (which a "|" ending a table row
+    matches by chance)."""
+    if first.end_char is not None and second.start_char is not None:
+        shared = first.end_char - second.start_char
+        if shared <= 0:
+            return 0
+        if first.text.endswith(second.text[:shared]):
+            return shared
+    for size in range(min(len(first.text), len(second.text)), 0, -1):
+        if first.text.endswith(second.text[:size]):
             return size
     return 0
+
+
+def _gap(first: Chunk, second: Chunk) -> str:
+    """What stands between two chunks that do not overlap: the file's line breaks, or within a line of one
+    section its spaces (none between two Chinese sentences); a line break where the places are not comparable."""
+    if first.end_line is None or second.start_line is None:
+        return "\n"
+    if second.start_line > first.end_line:
+        return "\n" * (second.start_line - first.end_line)
+    if (second.start_line == first.end_line and first.heading == second.heading
+            and first.end_char is not None and second.start_char is not None):
+        return " " * max(second.start_char - first.end_char, 0)
+    return "\n"
 
 
 # ---- the retriever -----------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePath
 from typing import Any, Literal
@@ -42,6 +43,14 @@ class Chunk:
             end = self.end_line if self.end_line is not None else self.start_line
             parts.append(f"lines {self.start_line}-{end}")
         return ", ".join(parts)
+
+    def line_of(self, text: str) -> int | None:
+        """The line (of the file, or of the PDF page) on which `text` starts in this chunk; None where the chunk
+        does not hold it or has no line numbers."""
+        at = self.text.find(text) if text else -1
+        if self.start_line is None or at < 0:
+            return None
+        return self.start_line + self.text.count("\n", 0, at)
 
 
 @dataclass(frozen=True)
@@ -125,11 +134,26 @@ class Answer:
     question_truncated: bool = False
     window_estimated: bool = False  # the served model's window and counts are estimates (no tokenizer, no info)
 
+    def line_of(self, sentence: AnswerSentence) -> int | None:
+        """The line of the sentence's evidence in the first source it cites: where a reader checks it."""
+        cited = next((source for source in self.sources if source.number in sentence.citations[:1]), None)
+        return cited.chunk.line_of(sentence.evidence) if cited is not None else None
+
+    def quoted_lines(self, number: int) -> list[int]:
+        """The lines of source `number` that the answer's sentences quote as their evidence, in order."""
+        lines = {self.line_of(sentence) for sentence in self.sentences if sentence.citations[:1] == (number,)}
+        return sorted(line for line in lines if line is not None)
+
+    def quoted_label(self, number: int) -> str:
+        """The lines of source `number` the answer quotes, as every face shows them (`quoted_label`)."""
+        return quoted_label(self.quoted_lines(number))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "text": self.text,
-            "sources": [source.to_dict() for source in self.sources],
-            "sentences": [sentence.to_dict() for sentence in self.sentences],
+            "sources": [{**source.to_dict(), "quoted_lines": self.quoted_lines(source.number)}
+                        for source in self.sources],
+            "sentences": [{**sentence.to_dict(), "line": self.line_of(sentence)} for sentence in self.sentences],
             "mode": self.mode,
             "notice": self.notice,
             "generated": self.generated,
@@ -144,3 +168,8 @@ class Answer:
             "question_truncated": self.question_truncated,
             "window_estimated": self.window_estimated,
         }
+
+
+def quoted_label(lines: Sequence[int]) -> str:
+    """Lines of a source that an answer quotes, as every face shows them: "quoted: line 9" ("" for none)."""
+    return f"quoted: line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))}" if lines else ""

@@ -54,6 +54,7 @@ def test_ask_see_answer_and_open_sources(page):
     expect(chatbot.get_by_text("🔎 search_documents").first).to_be_visible()
     expect(page.locator("#context-meter")).to_contain_text("Context:")
     expect(chatbot.get_by_text("fountain.txt, lines").first).to_be_visible()
+    expect(chatbot.get_by_text("quoted: line 3").first).to_be_visible()  # the fact's own line in fountain.txt
     expect(chatbot.locator("strong", has_text="Zorblax fountain in Quenville").first).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "answer-with-sources.png"))
     chatbot.get_by_text("📚 Sources").first.click()

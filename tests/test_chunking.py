@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -207,3 +208,27 @@ def test_chunks_never_exceed_limits_and_cover_all_text(
     limits = ChunkingSettings(max_tokens=max_tokens, overlap_tokens=overlap, max_chars=max_chars)
     chunks = chunk_document(LoadedDocument(Path("p.txt"), "text", [section]), count, limits)
     check_chunks(section, chunks, count, limits)
+
+
+@pytest.mark.parametrize("overlap", [0, 16])
+def test_a_line_counted_in_merged_neighbours_is_the_files_line(count: Counter, overlap: int) -> None:
+    """Neighbouring chunks merged into one passage keep the file's line breaks between them (a blank line, or
+    none within a line), so the line an answer quotes is the line a reader finds in the file."""
+    from ingest.loaders import load_file
+    from rag_app.language import split_sentences
+    from rag_app.retrieval import adjacent, joined
+
+    limits = ChunkingSettings(max_tokens=48, overlap_tokens=overlap)
+    checked = 0
+    for path in sorted(Path(__file__).parent.parent.joinpath("samples").rglob("*.md")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        chunks = chunk_document(load_file(path), count, limits)
+        for first, second in itertools.pairwise(chunks):
+            if not adjacent(first, second):
+                continue
+            passage = joined(first, second)
+            for sentence in split_sentences(passage.text):
+                opening = sentence.strip().split("\n")[0].strip()
+                assert opening in lines[passage.line_of(sentence.strip()) - 1], (path.name, sentence)
+                checked += 1
+    assert checked > 500

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.facts import FACT_QUESTION
+from tests.facts import FACT, FACT_QUESTION
 
 BIN = Path(sys.executable).parent
 
@@ -33,12 +34,17 @@ def test_rag_ingest_json_report_then_rag_ask_json(tmp_path, fact_corpus):
     first = answer["sources"][0]
     assert Path(first["path"]).name == "fountain.txt"
     assert isinstance(first["score"], float) and "Tuesday" in first["text"]
+    # Each answer sentence says on which line of the file its evidence is: the fact is fountain.txt's line 3.
+    quoting = [sentence for sentence in answer["sentences"] if "Tuesday" in sentence["text"]]
+    assert quoting and quoting[0]["line"] == 3
+    assert FACT in (fact_corpus / "fountain.txt").read_text().splitlines()[quoting[0]["line"] - 1]
 
     # The human-readable form, answered without the model (generation through rag-ask is tested against a served
     # model in test_served_faces).
     plain = run("rag-ask", FACT_QUESTION, "--index", str(index), "--answer-mode", "extractive")
     assert plain.returncode == 0, plain.stderr
     assert "[1]" in plain.stdout and "fountain.txt" in plain.stdout
+    assert re.search(r"\[1\] \S*fountain\.txt, lines 1-\d+ · quoted: line 3 ", plain.stdout), plain.stdout
     streamed = plain.stdout.splitlines()[0]
     assert "Tuesday" in streamed and plain.stdout.count(streamed) == 1, "the answer is printed once"
     assert "Loading weights" not in plain.stderr, "stderr is for errors, not the model loader's progress bars"

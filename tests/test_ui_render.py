@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from rag_app.types import Answer, Chunk, Hit, Step
+from rag_app.types import Answer, AnswerSentence, Chunk, Hit, Step
 from rag_app.ui.export import conversation_turns, to_json, to_markdown
 from rag_app.ui.render import (
     UNCITED_NOTE,
@@ -67,6 +67,19 @@ def test_sources_block_is_collapsible_numbered_and_escaped():
     assert "**[1] /docs/notes.txt, lines 3-5** · score 0.032" in block["content"]
     assert "&lt;script&gt;" in block["content"] and "<script" not in block["content"]
     assert "**Tuesday.**" in block["content"]
+
+
+def test_a_source_says_which_of_its_lines_the_answer_quotes():
+    """A reader checks a citation at the line its evidence starts on, not somewhere in lines 3-5."""
+    source = _source("Intro line.\nThe fountain sprays\non Tuesday.\nOutro.", [])
+    sentence = AnswerSentence("It sprays on Tuesday [1].", (1,), supported=True,
+                              evidence="The fountain sprays\non Tuesday.")
+    answer = Answer(text=sentence.text, sources=[source], sentences=[sentence], cited=True)
+    assert "**[1] /docs/notes.txt, lines 3-5** · quoted: line 4 · score 0.032" in render_sources(answer, "t")["content"]
+    assert answer.to_dict()["sentences"][0]["line"] == 4
+    turns = conversation_turns([{"role": "user", "content": "When?"}, render_answer(answer),
+                                render_sources(answer, "t")], {"t": answer.to_dict()})
+    assert "1. /docs/notes.txt, lines 3-5 · quoted: line 4 (score 0.032)" in to_markdown(turns, "default")
 
 
 def test_uncited_answer_is_flagged_and_the_flag_is_not_replayed():

@@ -13,6 +13,7 @@ from typing import Any
 from gradio.utils import get_upload_folder
 
 from rag_app.prompt import message_text
+from rag_app.types import quoted_label
 from rag_app.ui.render import Message, answer_text, is_thought, unescape
 
 EXPORTS_FOLDER = "rag_app-exports"
@@ -54,7 +55,8 @@ def to_markdown(turns: Sequence[dict[str, Any]], index: str) -> str:
         if sources:
             lines += ["**Sources**", ""]
             for source in sources:
-                where = source["location"]
+                quoting = quoted_label(source.get("quoted_lines") or [])
+                where = f"{source['location']} · {quoting}" if quoting else source["location"]
                 quoted = source["text"].strip().replace("\n", "\n   > ")
                 lines += [f"{source['number']}. {where} (score {source['score']:.3f})", f"   > {quoted}", ""]
         if details.get("context_window"):

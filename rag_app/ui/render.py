@@ -66,17 +66,18 @@ def render_answer(answer: Answer) -> Message:
     return {"role": "assistant", "content": text + "".join(f"{NOTE_START}{note}" for note in notes)}
 
 
-def _render_source(source: Hit, supporting: Sequence[str]) -> str:
+def _render_source(source: Hit, supporting: Sequence[str], lines: str) -> str:
     quoted = highlight(source, supporting).replace("  \n", "  \n> ")
-    return (f"**[{source.number}] {escape(source.chunk.label())}** · score {source.score:.3f}"
-            f" · relevance {source.relevance:.2f}\n\n> {quoted}")
+    return (f"**[{source.number}] {escape(source.chunk.label())}**{f' · {lines}' if lines else ''}"
+            f" · score {source.score:.3f} · relevance {source.relevance:.2f}\n\n> {quoted}")
 
 
 def render_sources(answer: Answer, turn_id: str) -> Message:
     """The answer's numbered sources in a collapsible block, shown open: location, score, evidence in bold."""
     if answer.sources:
         body = "\n\n".join(_render_source(source, [sentence.evidence for sentence in answer.sentences
-                                                      if sentence.citations[:1] == (source.number,)])
+                                                      if sentence.citations[:1] == (source.number,)],
+                                           answer.quoted_label(source.number))
                            for source in answer.sources)
         title = f"{SOURCES_TITLE} ({len(answer.sources)})"
     else:
