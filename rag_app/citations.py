@@ -123,7 +123,8 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     plus HEADING_WEIGHT for the first statement under a Markdown heading that asks the question, plus CODE_WEIGHT
     for a statement that shows code when the question asks how to do something (`_HOW_TO`).
     The question's terms are `answer_terms`; candidates are sentences and their clauses (split at ";" and "；"),
-    each with the whole sentence it belongs to, which is what an answer shows.
+    each with the whole sentence it belongs to, which is what an answer shows, and short labels ending with a colon
+    ("For Homebrew:") read with the list or code they introduce.
     """
     terms = answer_terms(question)
     how_to = bool(_HOW_TO.search(question))
@@ -141,7 +142,17 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
                 asked = asks(heading, terms)
                 continue
             shown = statement(whole)
-            code = how_to and "`" in (shown or whole) + introduced(hit.text, whole)
+            lines = introduced(hit.text, whole)
+            code = how_to and "`" in (shown or whole) + lines
+            # "For `uv`:" is too short to state anything alone, but with the code it introduces it answers "How
+            # do I upgrade with uv?": such a label is a candidate with the code's words (bench/data/howto_report h02).
+            labelled = statement(f"{whole} {lines}") if shown is None and lines else None
+            if labelled is not None:
+                words = set(tokenize(labelled))
+                if words - terms:
+                    candidates.append(_Candidate(position, whole.strip(), words, whole.strip(), asked, code))
+                asked = False
+                continue
             for sentence in split_sentences(whole):
                 text = statement(sentence)
                 words = set(tokenize(text)) if text else set()

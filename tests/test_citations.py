@@ -305,3 +305,16 @@ def test_a_question_that_does_not_ask_how_is_answered_by_its_words():
     """What one loses is said in words; the code is no answer to it."""
     answer = extract("What do I lose when the cloud features are turned off?", CLOUD)
     assert "web search" in answer[0].text
+
+
+UPGRADING = ("## Upgrading\n\nIf you installed using `pip`:\n```bash\npip install -U tool\n```\nFor `uv`:\n```bash\n"
+             "uv tool upgrade tool\n```\nFor Homebrew:\n```bash\nbrew upgrade tool\n```\n")
+
+
+@pytest.mark.parametrize(("question", "answer"), [
+    ("How do I upgrade with uv?", "For `uv`: `uv tool upgrade tool`"),
+    ("How do I upgrade with Homebrew?", "For Homebrew: `brew upgrade tool`"),
+])
+def test_a_short_label_answers_with_the_code_it_introduces(question, answer):
+    """"For Homebrew:" states nothing alone; with its code block it is the answer, label and command together."""
+    assert extract(question, UPGRADING)[0].text == answer
