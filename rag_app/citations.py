@@ -134,33 +134,9 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     for position, hit in enumerate(hits[:depth]):
         title = document_title(hit)
         topic |= set(tokenize(title)) if title else set()
-        asked = False  # whether the section heading right above asks the question, until its first statement
-        marked = headings(hit.text)
-        for whole in split_sentences(table_rows_as_statements(hit.text), clauses=False):
-            heading = next((line for line in marked if line.startswith(whole)), None) if whole.startswith("#") else None
-            if heading is not None:
-                asked = asks(heading, terms)
-                continue
-            shown = statement(whole)
-            lines = introduced(hit.text, whole)
-            code = how_to and "`" in (shown or whole) + lines
-            # "For `uv`:" is too short to state anything alone, but with the code it introduces it answers "How
-            # do I upgrade with uv?": such a label is a candidate with the code's words (bench/data/howto_report h02).
-            labelled = statement(f"{whole} {lines}") if shown is None and lines else None
-            if labelled is not None:
-                words = set(tokenize(labelled))
-                if words - terms:
-                    candidates.append(_Candidate(position, whole.strip(), words, whole.strip(), asked, code))
-                asked = False
-                continue
-            for sentence in split_sentences(whole):
-                text = statement(sentence)
-                words = set(tokenize(text)) if text else set()
-                if text is not None and words - terms:
-                    candidates.append(_Candidate(position, text, words, shown or text, asked, code))
-                    if sentence.strip() == title:
-                        titles.add(text)
-            asked = asked and shown is None
+        stated = _passage_candidates(position, hit.text, terms, how_to)
+        candidates += stated
+        titles |= {candidate.text for candidate in stated if candidate.text == title}
     if not candidates:
         return []
     frequency = {term: sum(term in found.words for found in candidates) for term in terms}
@@ -179,6 +155,37 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
                                     + COSINE_WEIGHT * cosine
                                     - rank_weight * found.position, found.position, found.text, found.sentence))
     return sorted(scored, key=lambda item: (titles_last and item.text in titles, -item.score, item.position))
+
+
+def _passage_candidates(position: int, passage: str, terms: set[str], how_to: bool) -> list[_Candidate]:
+    """One passage's candidate statements, in order (see `rank_statements`)."""
+    candidates: list[_Candidate] = []
+    asked = False  # whether the section heading right above asks the question, until its first statement
+    marked = headings(passage)
+    for whole in split_sentences(table_rows_as_statements(passage), clauses=False):
+        heading = next((line for line in marked if line.startswith(whole)), None) if whole.startswith("#") else None
+        if heading is not None:
+            asked = asks(heading, terms)
+            continue
+        shown = statement(whole)
+        lines = introduced(passage, whole)
+        code = how_to and "`" in (shown or whole) + lines
+        # "For `uv`:" is too short to state anything alone, but with the code it introduces it answers "How do I
+        # upgrade with uv?": such a label is a candidate with the code's words (bench/data/howto_report h02).
+        labelled = statement(f"{whole} {lines}") if shown is None and lines else None
+        if labelled is not None:
+            words = set(tokenize(labelled))
+            if words - terms:
+                candidates.append(_Candidate(position, whole.strip(), words, whole.strip(), asked, code))
+            asked = False
+            continue
+        for sentence in split_sentences(whole):
+            text = statement(sentence)
+            words = set(tokenize(text)) if text else set()
+            if text is not None and words - terms:
+                candidates.append(_Candidate(position, text, words, shown or text, asked, code))
+        asked = asked and shown is None
+    return candidates
 
 
 def document_title(hit: Hit) -> str | None:
