@@ -114,7 +114,8 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     Headings and questions (asked or quoted) are skipped, a table row is read with its column names, and a
     document's title (the unpunctuated first line of a file) ranks after every sentence: it names what the whole
     passage is about, so it shares the question's topic words without answering it (bench/tune_extractive.py on
-    bench/data/en_qa: the right sentence in 23 more of 178 answered questions, 0.742 -> 0.871). A candidate must say
+    bench/data/en_qa: the right sentence in 23 more of 178 answered questions, 0.742 -> 0.871); it is left out
+    when any sentence qualifies, so that a bare name never seconds an answer ("蓝线裸顶鲷 [1]"). A candidate must say
     something the question does not (a term outside it) and share a term with the question or, with an embedder, be
     close to it in meaning (cosine at least `meaning_cosine`, the embedder's own relevance threshold). Score: the
     share of the question's terms it contains, each weighted by how rare it is among the candidates (a term every
@@ -154,7 +155,10 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
             scored.append(Statement(coverage + HEADING_WEIGHT * found.leads + CODE_WEIGHT * found.shows_code
                                     + COSINE_WEIGHT * cosine
                                     - rank_weight * found.position, found.position, found.text, found.sentence))
-    return sorted(scored, key=lambda item: (titles_last and item.text in titles, -item.score, item.position))
+    ranked = sorted(scored, key=lambda item: (titles_last and item.text in titles, -item.score, item.position))
+    if titles_last and any(item.text not in titles for item in ranked):
+        ranked = [item for item in ranked if item.text not in titles]
+    return ranked
 
 
 def _passage_candidates(position: int, passage: str, terms: set[str], how_to: bool) -> list[_Candidate]:
