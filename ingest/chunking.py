@@ -17,7 +17,9 @@ from rag_app.config import ChunkingSettings
 from rag_app.language import SENTENCE_END
 from rag_app.types import Chunk
 
-CHUNKER_VERSION = "1"
+# What decides a file's chunks, its loader included: a new version re-chunks every file at the next ingest (chunks
+# whose text is unchanged keep their vectors). 2: HTML pages without their banner, sidebars and footer.
+CHUNKER_VERSION = "2"
 
 _PARAGRAPHS = re.compile(r"\n[ \t]*\n\s*")
 _LINES = re.compile(r"\n")

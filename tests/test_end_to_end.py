@@ -111,3 +111,36 @@ def test_a_pdf_paragraph_wrapped_over_lines_is_answered_with_its_whole_sentence(
     assert not answer.abstained
     assert "want your costs to be paid back in full, submit the expense form to the finance office" in answer.text
     assert answer.sources[0].path.endswith("handbook.pdf") and answer.sources[0].chunk.page == 1
+
+
+def test_a_saved_web_page_is_answered_from_its_content_not_its_footer(tmp_path_factory, embedder, llm):
+    """A product page saved from a browser: the answer quotes the page's instructions, and neither the answer nor
+    its sources carry the site's menu or footer."""
+    from ingest.pipeline import ingest
+    from rag_app.agent import RagAgent
+    from rag_app.config import AgentSettings
+    from rag_app.index import Index
+    from rag_app.models.actions import MEASURED, ActionRecords
+
+    folder = tmp_path_factory.mktemp("saved_page")
+    (folder / "router.html").write_text(
+        "<!doctype html><html><head><title>Nimbus Router X2</title></head><body>\n"
+        "<header><a href='/'>Nimbus Networks</a> <a href='/shop'>Shop</a> <a href='/support'>Support</a></header>\n"
+        "<main><h1>Nimbus Router X2</h1>\n"
+        "<p>The Nimbus Router X2 is a tri-band Wi-Fi 7 router for homes up to 250 square metres.</p>\n"
+        "<h2>Resetting the router</h2>\n"
+        "<p>To restore factory settings, hold the reset button on the back for 15 seconds until the light blinks "
+        "orange. All settings, including the Wi-Fi password, are erased.</p></main>\n"
+        "<footer>Copyright 2026 Nimbus Networks. Reset your cookie settings here.</footer>\n</body></html>\n",
+        encoding="utf-8")
+    location = tmp_path_factory.mktemp("saved_page_index") / "index"
+    assert ingest([folder], location, embedder).ok
+    index = Index.open(location, embedder)
+    agent = RagAgent(index, llm, AgentSettings(answer_mode="extractive", max_steps=0), ActionRecords(measured=MEASURED))
+    answer = agent.ask("How do I reset the Nimbus router?")
+    index.close()
+    assert not answer.abstained
+    assert "hold the reset button on the back for 15 seconds" in answer.text
+    assert answer.sources[0].path.endswith("router.html")
+    for chrome in ("Copyright", "cookie", "Shop"):
+        assert chrome not in answer.text and all(chrome not in source.text for source in answer.sources)

@@ -106,6 +106,30 @@ def test_html_keeps_visible_text_and_heading_paths_without_tags(tmp_path: Path) 
     assert source[setup.start_char :].startswith("<h2>Setup")
 
 
+def test_html_drops_the_pages_chrome_but_keeps_what_the_content_holds(tmp_path: Path) -> None:
+    """A saved web page: the site's banner, sidebar, footer and role-marked boxes are not its content; an article's
+    own footer, a note inside the main content and a banner that holds the page's title are."""
+    source = (
+        "<html><body>\n<header><a href='/'>Nimbus</a> Shop Support Login</header>\n"
+        "<div role='search'>Search the site</div>\n"
+        "<main><h1>Router X2</h1>\n<p>Hold the reset button for 15 seconds.</p>\n"
+        "<aside>Note: resetting erases the Wi-Fi password.</aside>\n"
+        "<article><p>Review: fast and quiet.</p><footer>Posted by Ada</footer></article></main>\n"
+        "<aside><h2>Related products</h2><p>Router X1</p></aside>\n"
+        "<div role='contentinfo'>Imprint and legal notice</div>\n"
+        "<footer>Copyright 2026 Nimbus Networks. Privacy policy.</footer>\n</body></html>\n"
+    )
+    text = load_file(write(tmp_path, "router.html", source)).text
+    for chrome in ("Shop Support Login", "Search the site", "Related products", "Router X1", "Imprint", "Copyright"):
+        assert chrome not in text
+    for content in ("Hold the reset button for 15 seconds.", "resetting erases the Wi-Fi password", "Posted by Ada"):
+        assert content in text
+    titled = load_file(write(tmp_path, "titled.html", "<body><header><h1>Handbook</h1></header><p>Welcome.</p>"
+                                                      "<footer>Page 1</footer></body>"))
+    assert [section.heading for section in titled.sections] == ["Handbook"]
+    assert "Page 1" not in titled.text
+
+
 def test_pdf_has_one_section_per_page_with_text(tmp_path: Path) -> None:
     path = write_pdf(tmp_path / "book.pdf", [["Apples are red.", "Second line."], [], ["Pears are green."]])
     doc = load_file(path)

@@ -1,4 +1,5 @@
-"""HTML: visible text only (no script, style or nav), one section per h1-h6 with its heading path."""
+"""HTML: visible text only (no script, style, navigation or page chrome), one section per h1-h6 with its heading
+path."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ from ingest.loaders.text import decode_text
 EXTENSIONS = frozenset({".html", ".htm", ".xhtml"})
 
 _DROPPED = ["script", "style", "nav", "noscript", "template", "svg", "iframe"]
+# The page's chrome, as ARIA maps it to landmarks: a header, footer or aside outside any article, aside, main, nav
+# or section is the site's banner, contentinfo or complementary box, not the page's content, and so is an element
+# its author gave one of those roles. A saved product page otherwise answered "How do I reset the router?" with
+# its footer's "Copyright 2026 Nimbus Networks." A page-level header that holds a heading is kept: small pages put
+# their title there.
+_CHROME = ["header", "footer", "aside"]
+_CHROME_ROLES = ["banner", "contentinfo", "complementary", "navigation", "search"]
+_SECTIONING = frozenset({"article", "aside", "main", "nav", "section"})
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 _BLOCKS = _HEADINGS | {
     "address", "article", "aside", "blockquote", "caption", "dd", "details", "div", "dl", "dt",
@@ -31,6 +40,7 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
     places = _heading_places(soup, source)
     for tag in soup.find_all(_DROPPED):
         tag.decompose()
+    _drop_page_chrome(soup)
     lines, headings, tags = _extract(soup.body or soup)
     text = "\n".join(lines)
     sections = sections_at_headings(text, headings)
@@ -41,6 +51,20 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
             section.start_char = place
             section.start_line = source.count("\n", 0, place) + 1
     return LoadedDocument(path, "html", sections)
+
+
+def _drop_page_chrome(soup: BeautifulSoup) -> None:
+    """Remove elements with a chrome role, and the page-level footer, sidebars and banner (unless it holds a
+    heading)."""
+    for tag in soup.find_all(attrs={"role": _CHROME_ROLES}):
+        if not tag.decomposed:
+            tag.decompose()
+    for tag in soup.find_all(_CHROME):
+        if tag.decomposed or any(parent.name in _SECTIONING for parent in tag.parents):
+            continue
+        if tag.name == "header" and tag.find(sorted(_HEADINGS)) is not None:
+            continue
+        tag.decompose()
 
 
 def _heading_places(soup: BeautifulSoup, source: str) -> dict[int, int]:
