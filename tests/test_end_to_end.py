@@ -144,3 +144,31 @@ def test_a_saved_web_page_is_answered_from_its_content_not_its_footer(tmp_path_f
     assert answer.sources[0].path.endswith("router.html")
     for chrome in ("Copyright", "cookie", "Shop"):
         assert chrome not in answer.text and all(chrome not in source.text for source in answer.sources)
+
+
+def test_a_minified_json_export_is_answered_with_the_record_that_holds_the_fact(tmp_path_factory, embedder, llm):
+    """A one-line JSON file (an API export): the answer quotes the one record asked about, not the whole file."""
+    import json
+
+    from ingest.pipeline import ingest
+    from rag_app.agent import RagAgent
+    from rag_app.config import AgentSettings
+    from rag_app.index import Index
+    from rag_app.models.actions import MEASURED, ActionRecords
+
+    folder = tmp_path_factory.mktemp("json_export")
+    (folder / "oncall.json").write_text(json.dumps({
+        "team": "billing",
+        "rotation": [{"week": "2026-W10", "primary": "Tom Becker", "secondary": "Lin Wei"},
+                     {"week": "2026-W11", "primary": "Priya Nair", "secondary": "Tom Becker"}],
+        "escalation_phone": "+49 30 5550 1234"}), encoding="utf-8")
+    location = tmp_path_factory.mktemp("json_export_index") / "index"
+    assert ingest([folder], location, embedder).ok
+    index = Index.open(location, embedder)
+    agent = RagAgent(index, llm, AgentSettings(answer_mode="extractive", max_steps=0), ActionRecords(measured=MEASURED))
+    answer = agent.ask("Who is the primary on-call in week 2026-W11?")
+    index.close()
+    assert not answer.abstained
+    assert "primary: Priya Nair" in answer.text
+    assert "2026-W10" not in answer.text and "escalation_phone" not in answer.text
+    assert answer.sources[0].path.endswith("oncall.json")

@@ -231,10 +231,16 @@ def test_semicolon_csv_is_sniffed(tmp_path: Path) -> None:
     assert doc.sections[0].text.split("\n")[0] == "produit: pain; prix: 1,20"
 
 
-def test_minified_json_is_spelled_out_on_one_line(tmp_path: Path) -> None:
-    doc = load_file(write(tmp_path, "data.json", json.dumps({"title": "你好", "tags": ["a", "b"]})))
+def test_minified_json_becomes_one_line_per_member_and_record(tmp_path: Path) -> None:
+    value = {"title": "你好", "tags": ["a", "b"], "meta": {"owner": None, "limits": {"daily": 3}},
+             "rotation": [{"week": "W10", "primary": "Tom"}, {"week": "W11", "primary": "Priya", "days": [1, 2]}]}
+    doc = load_file(write(tmp_path, "data.json", json.dumps(value)))
     assert doc.kind == "json"
-    assert doc.text == '{"title": "你好", "tags": ["a", "b"]}'
+    assert doc.text.split("\n") == ["title: 你好", "tags: a, b", "meta.owner: null", "meta.limits.daily: 3",
+                                    "rotation 1: week: W10; primary: Tom",
+                                    "rotation 2: week: W11; primary: Priya; days: 1, 2"]
+    records = load_file(write(tmp_path, "list.json", json.dumps([{"q": "what?"}, {"q": "why?"}, 3])))
+    assert records.text.split("\n") == ["q: what?", "q: why?", "3"]
 
 
 def test_pretty_json_keeps_its_lines_and_unescapes(tmp_path: Path) -> None:

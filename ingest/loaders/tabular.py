@@ -1,10 +1,12 @@
-"""CSV rows as "column: value" lines, JSON and JSON Lines as readable text; the file's line numbers hold."""
+"""CSV rows as "column: value" lines, JSON and JSON Lines as readable text; the file's line numbers hold, except in
+a one-line (minified) JSON file, whose lines are the rendered ones."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from ingest.document import LoadedDocument, Section
@@ -32,14 +34,16 @@ def load_csv(path: Path, data: bytes) -> LoadedDocument:
 
 
 def load_json(path: Path, data: bytes) -> LoadedDocument:
-    """Escaped characters are spelled out when that keeps the file's line numbers; otherwise raw text."""
+    """Escaped characters are spelled out when that keeps the file's line numbers; otherwise raw text. A one-line
+    file has no lines to keep: it becomes "path: value" lines (`_readable_lines`), so that an answer quotes the
+    record that holds the fact, not the whole file as one sentence."""
     text = decode_text(data)
     try:
         value = json.loads(text)
     except ValueError:
         return LoadedDocument(path, "json", [Section(text)])
     if "\n" not in text.strip():
-        return LoadedDocument(path, "json", [Section(json.dumps(value, ensure_ascii=False))])
+        return LoadedDocument(path, "json", [Section("\n".join(_readable_lines(value)))])
     pretty = json.dumps(value, ensure_ascii=False, indent=2)
     same_lines = not text[:1].isspace() and pretty.count("\n") == text.rstrip().count("\n")
     return LoadedDocument(path, "json", [Section(pretty if same_lines else text)])
@@ -79,6 +83,32 @@ def _render_record(line: str) -> str:
 
 def _readable(value: object) -> str:
     return _one_line(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _readable_lines(value: object, path: str = "", record: bool = False) -> list[str]:
+    """A JSON value as lines: an object's members one per line under their dotted path, a list of scalars on one
+    line, a flat object inside a list as one record ("rotation 2: week: 2026-W11; primary: Priya Nair")."""
+    label = f"{path}: " if path else ""
+    if isinstance(value, dict) and record and _flat(value.values()):
+        return [label + "; ".join(f"{key}: {_listed(item)}" for key, item in value.items())]
+    if isinstance(value, dict):
+        return [line for key, item in value.items()
+                for line in _readable_lines(item, f"{path}.{key}" if path else str(key))]
+    if isinstance(value, list) and _flat(value):
+        return [label + _listed(value)]
+    if isinstance(value, list):
+        return [line for number, item in enumerate(value, 1)
+                for line in _readable_lines(item, f"{path} {number}" if path else "", record=True)]
+    return [label + _readable(value)]
+
+
+def _flat(values: Iterable[object]) -> bool:
+    """No objects among the values, and no lists but lists of scalars."""
+    return not any(isinstance(value, dict) or (isinstance(value, list) and not _flat(value)) for value in values)
+
+
+def _listed(value: object) -> str:
+    return ", ".join(_readable(item) for item in value) if isinstance(value, list) else _readable(value)
 
 
 def _one_line(text: str) -> str:
