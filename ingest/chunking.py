@@ -18,8 +18,8 @@ from rag_app.language import SENTENCE_END
 from rag_app.types import Chunk
 
 # What decides a file's chunks, its loader included: a new version re-chunks every file at the next ingest (chunks
-# whose text is unchanged keep their vectors). 2: HTML pages without their banner, sidebars and footer; a one-line
-# JSON file as one line per member or record.
+# whose text is unchanged keep their vectors). 2: HTML pages without their banner, sidebars and footer; JSON files
+# as one line per member or record.
 CHUNKER_VERSION = "2"
 
 _PARAGRAPHS = re.compile(r"\n[ \t]*\n\s*")

@@ -146,8 +146,10 @@ def test_a_saved_web_page_is_answered_from_its_content_not_its_footer(tmp_path_f
         assert chrome not in answer.text and all(chrome not in source.text for source in answer.sources)
 
 
-def test_a_minified_json_export_is_answered_with_the_record_that_holds_the_fact(tmp_path_factory, embedder, llm):
-    """A one-line JSON file (an API export): the answer quotes the one record asked about, not the whole file."""
+@pytest.mark.parametrize("indent", [None, 2], ids=["minified", "pretty"])
+def test_a_json_export_is_answered_with_the_record_that_holds_the_fact(tmp_path_factory, embedder, llm, indent):
+    """A JSON file (an API export): the answer quotes the one record asked about, not the whole file (minified)
+    nor one line of a record (pretty-printed)."""
     import json
 
     from ingest.pipeline import ingest
@@ -161,7 +163,7 @@ def test_a_minified_json_export_is_answered_with_the_record_that_holds_the_fact(
         "team": "billing",
         "rotation": [{"week": "2026-W10", "primary": "Tom Becker", "secondary": "Lin Wei"},
                      {"week": "2026-W11", "primary": "Priya Nair", "secondary": "Tom Becker"}],
-        "escalation_phone": "+49 30 5550 1234"}), encoding="utf-8")
+        "escalation_phone": "+49 30 5550 1234"}, indent=indent), encoding="utf-8")
     location = tmp_path_factory.mktemp("json_export_index") / "index"
     assert ingest([folder], location, embedder).ok
     index = Index.open(location, embedder)

@@ -243,11 +243,23 @@ def test_minified_json_becomes_one_line_per_member_and_record(tmp_path: Path) ->
     assert records.text.split("\n") == ["q: what?", "q: why?", "3"]
 
 
-def test_pretty_json_keeps_its_lines_and_unescapes(tmp_path: Path) -> None:
-    source = json.dumps({"question": "什么是向量检索？", "answer": "nearest neighbours"}, indent=2)
-    doc = load_file(write(tmp_path, "qa.json", source))
-    assert doc.text.count("\n") == source.count("\n")
-    assert '"question": "什么是向量检索？"' in doc.text
+def test_pretty_json_reads_as_members_and_records_on_the_files_own_lines(tmp_path: Path) -> None:
+    value = {"question": "什么是向量检索？", "tags": ["a", "b"],
+             "rotation": [{"week": "W10", "primary": "Tom"}, {"week": "W11", "primary": "Priya"}], "empty": {}}
+    for indent in (2, 4):
+        source = json.dumps(value, indent=indent, ensure_ascii=False)
+        lines = load_file(write(tmp_path, "qa.json", source)).text.split("\n")
+        assert len(lines) == source.count("\n") + 1
+        said = {number: line for number, line in enumerate(lines, 1) if line}
+        assert said == {2: "question: 什么是向量检索？", 3: "tags: a, b", 8: "rotation 1: week: W10; primary: Tom",
+                        12: "rotation 2: week: W11; primary: Priya", 17: "empty: "}
+        for number, line in said.items():  # each on the file line where its member or record starts
+            assert source.split("\n")[number - 1].strip().startswith(('"' + line.split(":")[0], "{"))
+
+
+def test_json_laid_out_otherwise_stays_as_written(tmp_path: Path) -> None:
+    source = '{"a": [1,\n 2], "b": {"c": 3}}'
+    assert load_file(write(tmp_path, "odd.json", source)).text == source
 
 
 def test_invalid_json_is_kept_as_text(tmp_path: Path) -> None:

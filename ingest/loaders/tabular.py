@@ -34,19 +34,23 @@ def load_csv(path: Path, data: bytes) -> LoadedDocument:
 
 
 def load_json(path: Path, data: bytes) -> LoadedDocument:
-    """Escaped characters are spelled out when that keeps the file's line numbers; otherwise raw text. A one-line
-    file has no lines to keep: it becomes "path: value" lines (`_readable_lines`), so that an answer quotes the
-    record that holds the fact, not the whole file as one sentence."""
+    """"path: value" lines (`_readable_lines`), so that an answer quotes the record that holds the fact, not one
+    line of it ("week": "2026-W10",) nor the whole file as one sentence. A pretty-printed file keeps its line
+    numbers: each line goes where its member or record starts, the rest of the file's lines left blank. A one-line
+    file has no lines to keep; one laid out otherwise stays as written."""
     text = decode_text(data)
     try:
         value = json.loads(text)
     except ValueError:
         return LoadedDocument(path, "json", [Section(text)])
     if "\n" not in text.strip():
-        return LoadedDocument(path, "json", [Section("\n".join(_readable_lines(value)))])
-    pretty = json.dumps(value, ensure_ascii=False, indent=2)
-    same_lines = not text[:1].isspace() and pretty.count("\n") == text.rstrip().count("\n")
-    return LoadedDocument(path, "json", [Section(pretty if same_lines else text)])
+        return LoadedDocument(path, "json", [Section("\n".join(line for _, line in _readable_lines(value)))])
+    if text[:1].isspace() or _size(value) != text.rstrip().count("\n") + 1:
+        return LoadedDocument(path, "json", [Section(text)])
+    lines = [""] * _size(value)
+    for number, line in _readable_lines(value):
+        lines[number] = line
+    return LoadedDocument(path, "json", [Section("\n".join(lines))])
 
 
 def load_jsonl(path: Path, data: bytes) -> LoadedDocument:
@@ -85,21 +89,34 @@ def _readable(value: object) -> str:
     return _one_line(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def _readable_lines(value: object, path: str = "", record: bool = False) -> list[str]:
-    """A JSON value as lines: an object's members one per line under their dotted path, a list of scalars on one
-    line, a flat object inside a list as one record ("rotation 2: week: 2026-W11; primary: Priya Nair")."""
+def _readable_lines(value: object, path: str = "", record: bool = False, line: int = 0) -> list[tuple[int, str]]:
+    """A JSON value as (line, text) pairs: an object's members one per line under their dotted path, a list of
+    scalars on one line, a flat object inside a list as one record ("rotation 2: week: 2026-W11; primary: Priya
+    Nair"); `line` counts from 0 where `value` starts when pretty-printed (`_size`)."""
     label = f"{path}: " if path else ""
-    if isinstance(value, dict) and record and _flat(value.values()):
-        return [label + "; ".join(f"{key}: {_listed(item)}" for key, item in value.items())]
-    if isinstance(value, dict):
-        return [line for key, item in value.items()
-                for line in _readable_lines(item, f"{path}.{key}" if path else str(key))]
     if isinstance(value, list) and _flat(value):
-        return [label + _listed(value)]
-    if isinstance(value, list):
-        return [line for number, item in enumerate(value, 1)
-                for line in _readable_lines(item, f"{path} {number}" if path else "", record=True)]
-    return [label + _readable(value)]
+        return [(line, label + _listed(value))]
+    if isinstance(value, dict) and (record or not value) and _flat(value.values()):
+        return [(line, label + "; ".join(f"{key}: {_listed(item)}" for key, item in value.items()))]
+    if isinstance(value, dict):
+        members = [(f"{path}.{key}" if path else str(key), item, False) for key, item in value.items()]
+    elif isinstance(value, list):
+        members = [(f"{path} {number}" if path else "", item, True) for number, item in enumerate(value, 1)]
+    else:
+        return [(line, label + _readable(value))]
+    found, start = [], line + 1
+    for member_path, item, in_list in members:
+        found += _readable_lines(item, member_path, in_list, start)
+        start += _size(item)
+    return found
+
+
+def _size(value: object) -> int:
+    """The lines `value` takes pretty-printed (json.dumps with an indent, JSON.stringify, jq): one for a scalar or
+    an empty object or list, else its brackets' two and its members'."""
+    if isinstance(value, dict | list) and value:
+        return 2 + sum(_size(item) for item in (value.values() if isinstance(value, dict) else value))
+    return 1
 
 
 def _flat(values: Iterable[object]) -> bool:
