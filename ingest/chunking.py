@@ -19,7 +19,7 @@ from rag_app.types import Chunk
 
 # What decides a file's chunks, its loader included: a new version re-chunks every file at the next ingest (chunks
 # whose text is unchanged keep their vectors). 2: HTML pages without their banner, sidebars and footer; JSON files
-# as one line per member or record.
+# as one line per member or record; table rows below a header row (HTML, DOCX) with their columns' names.
 CHUNKER_VERSION = "2"
 
 _PARAGRAPHS = re.compile(r"\n[ \t]*\n\s*")

@@ -174,3 +174,34 @@ def test_a_json_export_is_answered_with_the_record_that_holds_the_fact(tmp_path_
     assert "primary: Priya Nair" in answer.text
     assert "2026-W10" not in answer.text and "escalation_phone" not in answer.text
     assert answer.sources[0].path.endswith("oncall.json")
+
+
+def test_a_table_row_in_meeting_notes_is_answered_with_its_column_names(tmp_path_factory, embedder, llm):
+    """A DOCX table's row answers with the names of its columns, so the reader sees which cell is the date."""
+    import docx
+
+    from ingest.pipeline import ingest
+    from rag_app.agent import RagAgent
+    from rag_app.config import AgentSettings
+    from rag_app.index import Index
+    from rag_app.models.actions import MEASURED, ActionRecords
+
+    folder = tmp_path_factory.mktemp("meeting_notes")
+    document = docx.Document()
+    document.add_heading("Project Falcon kickoff meeting", 1)
+    document.add_paragraph("The project will migrate the billing system from Oracle to PostgreSQL by September.")
+    table = document.add_table(rows=3, cols=3)
+    for row, cells in enumerate([["Milestone", "Owner", "Due"], ["Schema frozen", "Priya Nair", "30 April"],
+                                 ["Dry-run migration", "Tom Becker", "15 July"]]):
+        for column, text in enumerate(cells):
+            table.cell(row, column).text = text
+    document.save(str(folder / "falcon-kickoff.docx"))
+    location = tmp_path_factory.mktemp("meeting_notes_index") / "index"
+    assert ingest([folder], location, embedder).ok
+    index = Index.open(location, embedder)
+    agent = RagAgent(index, llm, AgentSettings(answer_mode="extractive", max_steps=0), ActionRecords(measured=MEASURED))
+    answer = agent.ask("When is the dry-run migration due?")
+    index.close()
+    assert not answer.abstained
+    assert "Milestone: Dry-run migration | Owner: Tom Becker | Due: 15 July" in answer.text
+    assert "30 April" not in answer.text

@@ -56,13 +56,34 @@ def _heading_level(paragraph: Paragraph) -> int | None:
 
 
 def _table_rows(table: Table) -> list[str]:
-    """Each row as "cell | cell", merged cells written once."""
+    """Each row as "cell | cell", merged cells written once; below a header row (`_has_header`) each cell with its
+    column's name, as CSV rows are read: "Milestone: Dry-run migration | Owner: Tom Becker | Due: 15 July"
+    answers "When is the dry-run migration due?", where "Dry-run migration | Tom Becker | 15 July" did not say which
+    date it was."""
+    grid = [[" ".join(cell.text.split()) for cell in row.cells] for row in table.rows]
+    names = grid[0] if len(grid) > 1 and _has_header(table, grid[0]) else []
     rows = []
-    for row in table.rows:
-        cells: list[str] = []
-        for cell in row.cells:
-            text = " ".join(cell.text.split())
-            if text and (not cells or cells[-1] != text):
-                cells.append(text)
-        rows.append(" | ".join(cells))
+    for number, cells in enumerate(grid):
+        named = names if number else []
+        shown: list[str] = []
+        for column, text in enumerate(cells):
+            if text and (column == 0 or cells[column - 1] != text):
+                name = named[column] if column < len(named) else ""
+                shown.append(f"{name}: {text}" if name and name != text else text)
+        rows.append(" | ".join(shown))
     return rows
+
+
+def _has_header(table: Table, first: list[str]) -> bool:
+    """Whether the first row names the columns: Word marks it as a header row, or every word in it is bold, or,
+    in a table of three or more columns, its cells are distinct short labels without digits (a two-column table
+    without marks is more often a list of "key | value" pairs, whose first row is data)."""
+    row = table.rows[0]
+    if row._tr.xpath("./w:trPr/w:tblHeader[not(@w:val='0' or @w:val='false')]"):
+        return True
+    runs = [run for cell in row.cells for paragraph in cell.paragraphs for run in paragraph.runs if run.text.strip()]
+    if runs and all(run.bold for run in runs):
+        return True
+    labels = list(dict.fromkeys(text for text in first if text))
+    return (len(labels) >= 3 and len(labels) == len([text for text in first if text])
+            and all(len(label.split()) <= 4 and not any(char.isdigit() for char in label) for label in labels))

@@ -41,6 +41,7 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
     for tag in soup.find_all(_DROPPED):
         tag.decompose()
     _drop_page_chrome(soup)
+    _name_table_cells(soup)
     lines, headings, tags = _extract(soup.body or soup)
     text = "\n".join(lines)
     sections = sections_at_headings(text, headings)
@@ -65,6 +66,29 @@ def _drop_page_chrome(soup: BeautifulSoup) -> None:
         if tag.name == "header" and tag.find(sorted(_HEADINGS)) is not None:
             continue
         tag.decompose()
+
+
+def _name_table_cells(soup: BeautifulSoup) -> None:
+    """Below a header row (every cell a th), prefix each cell with its column's name, as CSV rows are read:
+    "Feature: Warranty | Value: 3 years". Column spans are followed; a cell in a column without a name is left."""
+    for table in soup.find_all("table"):
+        rows = [row for row in table.find_all("tr") if row.find_parent("table") is table]
+        header = rows[0].find_all(["td", "th"], recursive=False) if rows else []
+        if not header or any(cell.name != "th" for cell in header):
+            continue
+        names = [name for cell in header for name in [" ".join(cell.get_text(" ").split())] * _span(cell)]
+        for row in rows[1:]:
+            column = 0
+            for cell in row.find_all(["td", "th"], recursive=False):
+                name = names[column] if column < len(names) else ""
+                if name and cell.get_text().strip():
+                    cell.insert(0, NavigableString(f"{name}: "))
+                column += _span(cell)
+
+
+def _span(cell: Tag) -> int:
+    value = str(cell.get("colspan", "1"))
+    return max(int(value), 1) if value.isdigit() else 1
 
 
 def _heading_places(soup: BeautifulSoup, source: str) -> dict[int, int]:
