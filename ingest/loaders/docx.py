@@ -57,18 +57,20 @@ def _heading_level(paragraph: Paragraph) -> int | None:
 
 def _table_rows(table: Table) -> list[str]:
     """Each row as "cell | cell", merged cells written once; below a header row (`_has_header`) each cell with its
-    column's name, as CSV rows are read: "Milestone: Dry-run migration | Owner: Tom Becker | Due: 15 July"
-    answers "When is the dry-run migration due?", where "Dry-run migration | Tom Becker | 15 July" did not say which
-    date it was."""
+    column's name, as CSV rows are read, and the header row's line left blank: "Milestone: Dry-run migration |
+    Owner: Tom Becker | Due: 15 July" answers "When is the dry-run migration due?", where "Dry-run migration | Tom
+    Becker | 15 July" did not say which date it was, and "Milestone | Owner | Due" was quoted for a follow-up."""
     grid = [[" ".join(cell.text.split()) for cell in row.cells] for row in table.rows]
     names = grid[0] if len(grid) > 1 and _has_header(table, grid[0]) else []
     rows = []
     for number, cells in enumerate(grid):
-        named = names if number else []
+        if names and number == 0:  # its names are in every row below; alone it stated nothing an answer could use
+            rows.append("")
+            continue
         shown: list[str] = []
         for column, text in enumerate(cells):
             if text and (column == 0 or cells[column - 1] != text):
-                name = named[column] if column < len(named) else ""
+                name = names[column] if column < len(names) else ""
                 shown.append(f"{name}: {text}" if name and name != text else text)
         rows.append(" | ".join(shown))
     return rows

@@ -69,8 +69,9 @@ def _drop_page_chrome(soup: BeautifulSoup) -> None:
 
 
 def _name_table_cells(soup: BeautifulSoup) -> None:
-    """Below a header row (every cell a th), prefix each cell with its column's name, as CSV rows are read:
-    "Feature: Warranty | Value: 3 years". Column spans are followed; a cell in a column without a name is left."""
+    """Below a header row (every cell a th), prefix each cell with its column's name, as CSV rows are read
+    ("Feature: Warranty | Value: 3 years"), and drop the header row. Column spans are followed; a cell in a column
+    without a name is left."""
     for table in soup.find_all("table"):
         rows = [row for row in table.find_all("tr") if row.find_parent("table") is table]
         header = rows[0].find_all(["td", "th"], recursive=False) if rows else []
@@ -84,6 +85,7 @@ def _name_table_cells(soup: BeautifulSoup) -> None:
                 if name and cell.get_text().strip():
                     cell.insert(0, NavigableString(f"{name}: "))
                 column += _span(cell)
+        rows[0].decompose()  # its names are in every row below; alone it stated nothing an answer could use
 
 
 def _span(cell: Tag) -> int:
