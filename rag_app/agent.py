@@ -31,6 +31,7 @@ ANSWER_SYSTEM = (
     "not contain the answer, say that it is not in the documents."
 )
 NOT_FOUND = "Not found in your documents."
+CLOSEST_SHOWN = 3  # passages shown under a refusal: what was near, none relevant enough
 NOT_FOUND_ZH = "在您的文档中没有找到相关内容。"
 
 
@@ -139,7 +140,7 @@ class RagAgent:
         steps.append(Step("action", observation(hits), tool=SEARCH_TOOL, tool_input=query))
         yield AgentEvent("step", step=steps[-1])
         if not self.retriever.is_relevant(hits, settings.search):
-            yield from self._abstain(question, query, steps)
+            yield from self._abstain(question, query, steps, hits)
             return
         clip = partial(clip_tokens, self.llm.tokens, limit=READ_TOKENS)
         tools = ToolBox(self.retriever, settings.search, hits, clip=clip)
@@ -206,8 +207,11 @@ class RagAgent:
             question_truncated=built.question_truncated, window_estimated=self.llm.window_estimated,
         )
 
-    def _abstain(self, question: str, query: str, steps: list[Step]) -> Iterator[AgentEvent | Answer]:
+    def _abstain(self, question: str, query: str, steps: list[Step],
+                 hits: list[Hit]) -> Iterator[AgentEvent | Answer]:
+        """Say it is not found, with the closest passages for the user to check (not cited, not numbered)."""
         text = NOT_FOUND_ZH if is_cjk(question) else NOT_FOUND
         yield AgentEvent("token", text=text)
+        closest = sorted((replace(hit, number=0) for hit in hits), key=lambda hit: -hit.relevance)[:CLOSEST_SHOWN]
         yield Answer(text=text, steps=steps, abstained=True, query=query, context_window=self.llm.context_window,
-                     window_estimated=self.llm.window_estimated)
+                     window_estimated=self.llm.window_estimated, closest=closest)

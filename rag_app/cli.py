@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rag_app.config import DEFAULT_INDEX, AgentSettings, ChunkingSettings, ModelSettings, add_knob_flags
 from rag_app.language import unwrapped
+from rag_app.types import relevance_label
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 
@@ -130,6 +131,12 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
     for sentence in answer.sentences:
         if not sentence.supported:
             print(f"! Not supported by any passage: {sentence.text}")
+    if answer.closest:
+        print("Closest passages, none relevant enough to answer from (check them yourself):")
+        for hit in answer.closest:
+            print(f"  - {hit.chunk.label()}  (relevance {relevance_label(hit.relevance)})")
+        best = relevance_label(answer.closest[0].relevance)
+        print(f"To answer from them anyway, ask again with --min-relevance {best}.")
     for hit in answer.sources:
         quoted = answer.quoted_label(hit.number)
         print(f"[{hit.number}] {hit.chunk.label()}{f' · {quoted}' if quoted else ''}  (score {hit.score:.3f})")

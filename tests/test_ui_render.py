@@ -69,6 +69,21 @@ def test_sources_block_is_collapsible_numbered_and_escaped():
     assert "**Tuesday.**" in block["content"]
 
 
+def test_a_refusal_shows_its_closest_passages_escaped_and_uncited():
+    near = Hit(Chunk(text="<img src=x onerror=alert(1)> The fountain sprays on Tuesday.", path="/docs/notes.txt",
+                     start_line=3, end_line=5), score=0.032, relevance=0.4999)  # shown 0.49: it did not pass
+    answer = Answer(text="Not found in your documents.", abstained=True, closest=[near])
+    block = render_sources(answer, "t")
+    assert block["metadata"]["title"] == "📚 Sources (none · 1 closest)"
+    assert block["content"].startswith("No passage was relevant enough to answer from. The closest ones")
+    assert "**/docs/notes.txt, lines 3-5** · relevance 0.49" in block["content"] and "[0]" not in block["content"]
+    assert "&lt;img src=x onerror=alert\\(1\\)&gt;" in block["content"] and "<img" not in block["content"]
+    turns = conversation_turns([{"role": "user", "content": "When?"}, render_answer(answer), block],
+                               {"t": answer.to_dict()})
+    assert "- /docs/notes.txt, lines 3-5 (relevance 0.49)" in to_markdown(turns, "default")
+    assert render_sources(Answer(text="Not found.", abstained=True), "u")["metadata"]["title"] == "📚 Sources (none)"
+
+
 def test_a_source_says_which_of_its_lines_the_answer_quotes():
     """A reader checks a citation at the line its evidence starts on, not somewhere in lines 3-5."""
     source = _source("Intro line.\nThe fountain sprays\non Tuesday.\nOutro.", [])

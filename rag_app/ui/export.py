@@ -13,7 +13,7 @@ from typing import Any
 from gradio.utils import get_upload_folder
 
 from rag_app.prompt import message_text
-from rag_app.types import quoted_label
+from rag_app.types import quoted_label, relevance_label
 from rag_app.ui.render import Message, answer_text, is_thought, unescape
 
 EXPORTS_FOLDER = "rag_app-exports"
@@ -59,6 +59,10 @@ def to_markdown(turns: Sequence[dict[str, Any]], index: str) -> str:
                 where = f"{source['location']} · {quoting}" if quoting else source["location"]
                 quoted = source["text"].strip().replace("\n", "\n   > ")
                 lines += [f"{source['number']}. {where} (score {source['score']:.3f})", f"   > {quoted}", ""]
+        closest = details.get("closest") or []
+        if closest:
+            lines += ["**Closest passages** (none relevant enough to answer from)", ""]
+            lines += [f"- {hit['location']} (relevance {relevance_label(hit['relevance'])})" for hit in closest] + [""]
         if details.get("context_window"):
             lines += [f"*Context: {details['prompt_tokens']} / {details['context_window']} tokens, "
                       f"{details['dropped_turns']} earlier turn(s) left out.*", ""]

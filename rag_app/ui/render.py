@@ -9,10 +9,12 @@ from typing import Any
 
 from rag_app.attribution import render, separator
 from rag_app.prompt import message_text
-from rag_app.types import Answer, AnswerSentence, Hit, Step
+from rag_app.types import Answer, AnswerSentence, Hit, Step, relevance_label
 
 Message = dict[str, Any]
 SOURCES_TITLE = "📚 Sources"
+CLOSEST_NOTE = ("No passage was relevant enough to answer from. The closest ones, for you to check (the answer does "
+                "not use them):")
 # Notes under an answer start a quote block; an escaped answer cannot contain one (its line breaks are "  \n").
 NOTE_START = "\n\n> "
 UNCITED_NOTE = "This answer cites no passage: check it against the sources below."
@@ -72,6 +74,11 @@ def _render_source(source: Hit, supporting: Sequence[str], lines: str) -> str:
             f" · score {source.score:.3f} · relevance {source.relevance:.2f}\n\n> {quoted}")
 
 
+def _render_closest(hit: Hit) -> str:
+    quoted = highlight(hit).replace("  \n", "  \n> ")
+    return f"**{escape(hit.chunk.label())}** · relevance {relevance_label(hit.relevance)}\n\n> {quoted}"
+
+
 def render_sources(answer: Answer, turn_id: str) -> Message:
     """The answer's numbered sources in a collapsible block, shown open: location, score, evidence in bold."""
     if answer.sources:
@@ -80,6 +87,9 @@ def render_sources(answer: Answer, turn_id: str) -> Message:
                                            answer.quoted_label(source.number))
                            for source in answer.sources)
         title = f"{SOURCES_TITLE} ({len(answer.sources)})"
+    elif answer.closest:
+        body = "\n\n".join([CLOSEST_NOTE, *(_render_closest(hit) for hit in answer.closest)])
+        title = f"{SOURCES_TITLE} (none · {len(answer.closest)} closest)"
     else:
         body = "No passage of this index was relevant enough to answer from."
         title = f"{SOURCES_TITLE} (none)"
