@@ -20,7 +20,8 @@ from rag_app.types import Chunk
 # What decides a file's chunks, its loader included: a new version re-chunks every file at the next ingest (chunks
 # whose text is unchanged keep their vectors). 2: HTML pages without their banner, sidebars and footer; JSON files
 # as one line per member or record. 3: table rows below a header row (HTML, DOCX) with their columns' names.
-CHUNKER_VERSION = "3"
+# 4: PDFs without their running headers and footers.
+CHUNKER_VERSION = "4"
 
 _PARAGRAPHS = re.compile(r"\n[ \t]*\n\s*")
 _LINES = re.compile(r"\n")

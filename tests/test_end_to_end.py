@@ -205,3 +205,30 @@ def test_a_table_row_in_meeting_notes_is_answered_with_its_column_names(tmp_path
     assert not answer.abstained
     assert "Milestone: Dry-run migration | Owner: Tom Becker | Due: 15 July" in answer.text
     assert "30 April" not in answer.text
+
+
+def test_a_pdfs_running_header_is_neither_answer_nor_passage(tmp_path_factory, embedder, llm):
+    """A handbook whose every page carries the same header and a page number: the answer and the passages shown
+    under it hold the page's content, not its furniture."""
+    from ingest.pipeline import ingest
+    from rag_app.agent import RagAgent
+    from rag_app.config import AgentSettings
+    from rag_app.index import Index
+    from rag_app.models.actions import MEASURED, ActionRecords
+    from tests.fixtures_files import write_pdf
+
+    folder = tmp_path_factory.mktemp("running_header_pdf")
+    bodies = ["Our core working hours are 10:00 to 16:00 on weekdays.",
+              "Every full-time employee receives 28 days of paid holiday per calendar year.",
+              "A doctor's note is required from the fourth consecutive day of absence."]
+    write_pdf(folder / "handbook.pdf", [["Acme Employee Handbook 2026 - Confidential - do not distribute", body,
+                                         f"Page {number} of 3"] for number, body in enumerate(bodies, 1)])
+    location = tmp_path_factory.mktemp("running_header_pdf_index") / "index"
+    assert ingest([folder], location, embedder).ok
+    index = Index.open(location, embedder)
+    agent = RagAgent(index, llm, AgentSettings(answer_mode="extractive", max_steps=0), ActionRecords(measured=MEASURED))
+    answer = agent.ask("How many days of paid holiday do Acme employees get?")
+    index.close()
+    assert not answer.abstained and "28 days of paid holiday" in answer.text
+    assert answer.sources[0].chunk.page == 2
+    assert all("Confidential" not in source.text and "Page " not in source.text for source in answer.sources)

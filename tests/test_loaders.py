@@ -141,6 +141,19 @@ def test_pdf_has_one_section_per_page_with_text(tmp_path: Path) -> None:
     assert all(s.start_line == 1 and s.start_char == 0 for s in doc.sections)
 
 
+def test_pdf_running_headers_and_page_numbers_are_left_out_and_lines_hold(tmp_path: Path) -> None:
+    pages = [["Acme Employee Handbook 2026 - Confidential", f"Section {number}: {body}", f"Page {number} of 4"]
+             for number, body in enumerate(["Core hours are 10 to 16.", "Holidays: 28 days a year.",
+                                            "Tell your manager before 9:30.", "Laptops are returned on exit."], 1)]
+    doc = load_file(write_pdf(tmp_path / "handbook.pdf", pages))
+    assert [section.page for section in doc.sections] == [1, 2, 3, 4]
+    for section, lines in zip(doc.sections, pages, strict=True):
+        assert "Confidential" not in section.text and "Page" not in section.text
+        assert section.text.split("\n")[1] == lines[1], "the body stays on its own line of the page"
+    short = load_file(write_pdf(tmp_path / "letter.pdf", pages[:2]))
+    assert all("Confidential" in section.text for section in short.sections), "two pages say too little to tell"
+
+
 def test_pdf_encrypted_with_a_user_password_is_refused(tmp_path: Path) -> None:
     plain = write_pdf(tmp_path / "plain.pdf", [["Secret plans."]])
     locked = write_encrypted_pdf(plain, tmp_path / "locked.pdf", user_password="letmein")
