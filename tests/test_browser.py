@@ -79,6 +79,20 @@ def test_upload_ingest_and_ask_about_it(page, tmp_path):
     page.screenshot(path=str(ARTIFACTS / "upload-and-ask.png"))
 
 
+def test_a_refusal_shows_the_closest_passages(page):
+    fresh = page.context.new_page()
+    fresh.goto(page.url)
+    _ask(fresh, "Who wrote Moby-Dick?", 0)
+    chatbot = fresh.locator("#chatbot")
+    expect(chatbot.get_by_text("Not found in your documents.").first).to_be_visible()
+    expect(chatbot.get_by_text(re.compile(r"📚 Sources \(none · [123] closest\)")).first).to_be_visible()
+    expect(chatbot.get_by_text("No passage was relevant enough to answer from. The closest ones", exact=False)
+           .first).to_be_visible()
+    expect(chatbot.get_by_text(re.compile(r"\.txt, lines \d+-\d+ · relevance 0\.[0-4]\d")).first).to_be_visible()
+    fresh.screenshot(path=str(ARTIFACTS / "refusal-with-closest.png"))
+    fresh.close()
+
+
 HOSTILE = "<img src=x onerror=\"document.title='pwned'\"> When does the Zorblax fountain spray?"
 
 
