@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from rag_app.index import EmbedderMismatchError, Index, IndexNotFoundError
+from rag_app.types import Answer
 from tests.facts import FACT_QUESTION
 
 
@@ -85,65 +87,68 @@ def test_the_public_api_loads_an_index_with_the_embedded_defaults(fact_index, fa
     assert Path(answer.sources[0].path) == (fact_corpus / "fountain.txt").resolve()
 
 
-def test_a_pdf_paragraph_wrapped_over_lines_is_answered_with_its_whole_sentence(tmp_path_factory, embedder, llm):
-    """A PDF's text comes line by line as the page lays it out; the answer shows the sentence the lines make,
-    on one line, cited to the PDF's page, not the fragment on the line that holds the question's words."""
+def ask_extractively(tmp_path_factory, embedder, llm, write: Callable[[Path], object], question: str) -> Answer:
+    """Ingest a new folder that `write` fills, and ask `question` of it with extractive answers."""
     from ingest.pipeline import ingest
     from rag_app.agent import RagAgent
     from rag_app.config import AgentSettings
-    from rag_app.index import Index
     from rag_app.models.actions import MEASURED, ActionRecords
+
+    folder = tmp_path_factory.mktemp("documents")
+    write(folder)
+    location = tmp_path_factory.mktemp("documents_index") / "index"
+    assert ingest([folder], location, embedder).ok
+    with Index.open(location, embedder) as index:
+        agent = RagAgent(index, llm, AgentSettings(answer_mode="extractive", max_steps=0),
+                         ActionRecords(measured=MEASURED))
+        return agent.ask(question)
+
+
+def test_a_pdf_paragraph_wrapped_over_lines_is_answered_with_its_whole_sentence(tmp_path_factory, embedder, llm):
+    """A PDF's text comes line by line as the page lays it out; the answer shows the sentence the lines make,
+    on one line, cited to the PDF's page, not the fragment on the line that holds the question's words."""
     from tests.fixtures_files import write_pdf
 
-    folder = tmp_path_factory.mktemp("wrapped_pdf")
-    write_pdf(folder / "handbook.pdf", [[
+    answer = ask_extractively(tmp_path_factory, embedder, llm, lambda folder: write_pdf(folder / "handbook.pdf", [[
         "Travel policy", "",
         "If you travel abroad for more than three days and want your costs to be paid back",
         "in full, submit the expense form to the finance office within ten working days.",
         "Receipts must be kept for a year.",
-    ]])
-    location = tmp_path_factory.mktemp("wrapped_pdf_index") / "index"
-    assert ingest([folder], location, embedder).ok
-    index = Index.open(location, embedder)
-    agent = RagAgent(index, llm, AgentSettings(answer_mode="extractive", max_steps=0), ActionRecords(measured=MEASURED))
-    answer = agent.ask("How do I get my costs paid back after travelling abroad?")
-    index.close()
+    ]]), "How do I get my costs paid back after travelling abroad?")
     assert not answer.abstained
     assert "want your costs to be paid back in full, submit the expense form to the finance office" in answer.text
     assert answer.sources[0].path.endswith("handbook.pdf") and answer.sources[0].chunk.page == 1
 
 
+ROUTER_PAGE = (
+    "<!doctype html><html><head><title>Nimbus Router X2</title></head><body>\n"
+    "<header><a href='/'>Nimbus Networks</a> <a href='/shop'>Shop</a> <a href='/support'>Support</a></header>\n"
+    "<main><h1>Nimbus Router X2</h1>\n"
+    "<p>The Nimbus Router X2 is a tri-band Wi-Fi 7 router for homes up to 250 square metres.</p>\n"
+    "<h2>Resetting the router</h2>\n"
+    "<p>To restore factory settings, hold the reset button on the back for 15 seconds until the light blinks "
+    "orange. All settings, including the Wi-Fi password, are erased.</p></main>\n"
+    "<footer>Copyright 2026 Nimbus Networks. Reset your cookie settings here.</footer>\n</body></html>\n"
+)
+
+
 def test_a_saved_web_page_is_answered_from_its_content_not_its_footer(tmp_path_factory, embedder, llm):
     """A product page saved from a browser: the answer quotes the page's instructions, and neither the answer nor
     its sources carry the site's menu or footer."""
-    from ingest.pipeline import ingest
-    from rag_app.agent import RagAgent
-    from rag_app.config import AgentSettings
-    from rag_app.index import Index
-    from rag_app.models.actions import MEASURED, ActionRecords
-
-    folder = tmp_path_factory.mktemp("saved_page")
-    (folder / "router.html").write_text(
-        "<!doctype html><html><head><title>Nimbus Router X2</title></head><body>\n"
-        "<header><a href='/'>Nimbus Networks</a> <a href='/shop'>Shop</a> <a href='/support'>Support</a></header>\n"
-        "<main><h1>Nimbus Router X2</h1>\n"
-        "<p>The Nimbus Router X2 is a tri-band Wi-Fi 7 router for homes up to 250 square metres.</p>\n"
-        "<h2>Resetting the router</h2>\n"
-        "<p>To restore factory settings, hold the reset button on the back for 15 seconds until the light blinks "
-        "orange. All settings, including the Wi-Fi password, are erased.</p></main>\n"
-        "<footer>Copyright 2026 Nimbus Networks. Reset your cookie settings here.</footer>\n</body></html>\n",
-        encoding="utf-8")
-    location = tmp_path_factory.mktemp("saved_page_index") / "index"
-    assert ingest([folder], location, embedder).ok
-    index = Index.open(location, embedder)
-    agent = RagAgent(index, llm, AgentSettings(answer_mode="extractive", max_steps=0), ActionRecords(measured=MEASURED))
-    answer = agent.ask("How do I reset the Nimbus router?")
-    index.close()
+    answer = ask_extractively(tmp_path_factory, embedder, llm,
+                              lambda folder: (folder / "router.html").write_text(ROUTER_PAGE, encoding="utf-8"),
+                              "How do I reset the Nimbus router?")
     assert not answer.abstained
     assert "hold the reset button on the back for 15 seconds" in answer.text
     assert answer.sources[0].path.endswith("router.html")
     for chrome in ("Copyright", "cookie", "Shop"):
         assert chrome not in answer.text and all(chrome not in source.text for source in answer.sources)
+
+
+ON_CALL = {"team": "billing",
+           "rotation": [{"week": "2026-W10", "primary": "Tom Becker", "secondary": "Lin Wei"},
+                        {"week": "2026-W11", "primary": "Priya Nair", "secondary": "Tom Becker"}],
+           "escalation_phone": "+49 30 5550 1234"}
 
 
 @pytest.mark.parametrize("indent", [None, 2], ids=["minified", "pretty"])
@@ -152,41 +157,19 @@ def test_a_json_export_is_answered_with_the_record_that_holds_the_fact(tmp_path_
     nor one line of a record (pretty-printed)."""
     import json
 
-    from ingest.pipeline import ingest
-    from rag_app.agent import RagAgent
-    from rag_app.config import AgentSettings
-    from rag_app.index import Index
-    from rag_app.models.actions import MEASURED, ActionRecords
-
-    folder = tmp_path_factory.mktemp("json_export")
-    (folder / "oncall.json").write_text(json.dumps({
-        "team": "billing",
-        "rotation": [{"week": "2026-W10", "primary": "Tom Becker", "secondary": "Lin Wei"},
-                     {"week": "2026-W11", "primary": "Priya Nair", "secondary": "Tom Becker"}],
-        "escalation_phone": "+49 30 5550 1234"}, indent=indent), encoding="utf-8")
-    location = tmp_path_factory.mktemp("json_export_index") / "index"
-    assert ingest([folder], location, embedder).ok
-    index = Index.open(location, embedder)
-    agent = RagAgent(index, llm, AgentSettings(answer_mode="extractive", max_steps=0), ActionRecords(measured=MEASURED))
-    answer = agent.ask("Who is the primary on-call in week 2026-W11?")
-    index.close()
+    answer = ask_extractively(
+        tmp_path_factory, embedder, llm,
+        lambda folder: (folder / "oncall.json").write_text(json.dumps(ON_CALL, indent=indent), encoding="utf-8"),
+        "Who is the primary on-call in week 2026-W11?")
     assert not answer.abstained
     assert "primary: Priya Nair" in answer.text
     assert "2026-W10" not in answer.text and "escalation_phone" not in answer.text
     assert answer.sources[0].path.endswith("oncall.json")
 
 
-def test_a_table_row_in_meeting_notes_is_answered_with_its_column_names(tmp_path_factory, embedder, llm):
-    """A DOCX table's row answers with the names of its columns, so the reader sees which cell is the date."""
+def write_meeting_notes(folder: Path) -> None:
     import docx
 
-    from ingest.pipeline import ingest
-    from rag_app.agent import RagAgent
-    from rag_app.config import AgentSettings
-    from rag_app.index import Index
-    from rag_app.models.actions import MEASURED, ActionRecords
-
-    folder = tmp_path_factory.mktemp("meeting_notes")
     document = docx.Document()
     document.add_heading("Project Falcon kickoff meeting", 1)
     document.add_paragraph("The project will migrate the billing system from Oracle to PostgreSQL by September.")
@@ -196,12 +179,12 @@ def test_a_table_row_in_meeting_notes_is_answered_with_its_column_names(tmp_path
         for column, text in enumerate(cells):
             table.cell(row, column).text = text
     document.save(str(folder / "falcon-kickoff.docx"))
-    location = tmp_path_factory.mktemp("meeting_notes_index") / "index"
-    assert ingest([folder], location, embedder).ok
-    index = Index.open(location, embedder)
-    agent = RagAgent(index, llm, AgentSettings(answer_mode="extractive", max_steps=0), ActionRecords(measured=MEASURED))
-    answer = agent.ask("When is the dry-run migration due?")
-    index.close()
+
+
+def test_a_table_row_in_meeting_notes_is_answered_with_its_column_names(tmp_path_factory, embedder, llm):
+    """A DOCX table's row answers with the names of its columns, so the reader sees which cell is the date."""
+    answer = ask_extractively(tmp_path_factory, embedder, llm, write_meeting_notes,
+                              "When is the dry-run migration due?")
     assert not answer.abstained
     assert "Milestone: Dry-run migration | Owner: Tom Becker | Due: 15 July" in answer.text
     assert "30 April" not in answer.text
@@ -210,25 +193,15 @@ def test_a_table_row_in_meeting_notes_is_answered_with_its_column_names(tmp_path
 def test_a_pdfs_running_header_is_neither_answer_nor_passage(tmp_path_factory, embedder, llm):
     """A handbook whose every page carries the same header and a page number: the answer and the passages shown
     under it hold the page's content, not its furniture."""
-    from ingest.pipeline import ingest
-    from rag_app.agent import RagAgent
-    from rag_app.config import AgentSettings
-    from rag_app.index import Index
-    from rag_app.models.actions import MEASURED, ActionRecords
     from tests.fixtures_files import write_pdf
 
-    folder = tmp_path_factory.mktemp("running_header_pdf")
     bodies = ["Our core working hours are 10:00 to 16:00 on weekdays.",
               "Every full-time employee receives 28 days of paid holiday per calendar year.",
               "A doctor's note is required from the fourth consecutive day of absence."]
-    write_pdf(folder / "handbook.pdf", [["Acme Employee Handbook 2026 - Confidential - do not distribute", body,
-                                         f"Page {number} of 3"] for number, body in enumerate(bodies, 1)])
-    location = tmp_path_factory.mktemp("running_header_pdf_index") / "index"
-    assert ingest([folder], location, embedder).ok
-    index = Index.open(location, embedder)
-    agent = RagAgent(index, llm, AgentSettings(answer_mode="extractive", max_steps=0), ActionRecords(measured=MEASURED))
-    answer = agent.ask("How many days of paid holiday do Acme employees get?")
-    index.close()
+    pages = [["Acme Employee Handbook 2026 - Confidential - do not distribute", body, f"Page {number} of 3"]
+             for number, body in enumerate(bodies, 1)]
+    answer = ask_extractively(tmp_path_factory, embedder, llm, lambda folder: write_pdf(folder / "handbook.pdf", pages),
+                              "How many days of paid holiday do Acme employees get?")
     assert not answer.abstained and "28 days of paid holiday" in answer.text
     assert answer.sources[0].chunk.page == 2
     assert all("Confidential" not in source.text and "Page " not in source.text for source in answer.sources)
