@@ -44,6 +44,7 @@ _SENTENCE_SPLIT_IN_LINE = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])")
 # row, a quote, a fence, or a "key: value" line (a CSV record's, a label's).
 _OPENS_BLOCK = re.compile(r"[ \t]*(?:(?:[-*+•]|\d{1,3}[.)])\s|[#|>]|```|~~~|[^\W\d][\w ]{0,30}[:：])")
 CODE_FENCES = ("```", "~~~")
+WRAPPED_WIDTH = 0.6
 _JOINS_HAN = re.compile(f"[{HAN}，、（]")  # what Han text goes on after across a wrapped line
 _LINE_BREAK = re.compile(r"[ \t]*\n[ \t]*")
 _LIST_MARKER = re.compile(r"(?:\d{1,3}|[a-zA-Z])[.)]|[-*+•]")
@@ -66,12 +67,22 @@ def cjk_share(texts: Iterable[str]) -> float:
 
 def wraps(line: str, following: str) -> bool:
     """Whether the break between two lines only wraps prose: the line goes on in lower case ("want to limit Ollama
-    to use" / "a subset of your GPUs") or Han characters go on after Han, and the next line opens no block."""
+    to use" / "a subset of your GPUs"), or Han characters go on after Han from a line that fills its width (at
+    least WRAPPED_WIDTH of the next line's: a wrapped line is cut where the width ends, so "第二章 休假" above
+    "全职员工每年享有二十八天带薪年假。" is a heading, not the start of its sentence); and the next line opens no
+    block."""
     end, start = line.rstrip()[-1:], following.lstrip()[:1]
     if not end or not start or line.lstrip().startswith(("#", "|", *CODE_FENCES)) or _OPENS_BLOCK.match(following):
         return False
-    return (start.islower() and (end.isalnum() or end in ",(-")) or bool(
-        HAN_CHAR.match(start) and _JOINS_HAN.match(end))
+    if start.islower() and (end.isalnum() or end in ",(-"):
+        return True
+    return bool(HAN_CHAR.match(start) and _JOINS_HAN.match(end)) and (
+        _width(line.strip()) >= WRAPPED_WIDTH * _width(following.strip()))
+
+
+def _width(text: str) -> int:
+    """Display width: a wide (East Asian) character takes two columns."""
+    return len(text) + len(_EAST_ASIAN_CHAR.findall(text))
 
 
 def prose_lines(text: str) -> list[str]:
@@ -80,7 +91,7 @@ def prose_lines(text: str) -> list[str]:
     lines: list[str] = []
     fenced = False
     for line in text.split("\n"):
-        if lines and not fenced and wraps(lines[-1], line):
+        if lines and not fenced and wraps(lines[-1].rsplit("\n", 1)[-1], line):
             lines[-1] += "\n" + line
         else:
             lines.append(line)

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import docx
 from pypdf import PdfWriter
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfgen import canvas
+
+CHINESE_FONT = "STSong-Light"
+HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
 def write_pdf(path: Path, pages: list[list[str]]) -> Path:
-    """One PDF page per entry, each line drawn on its own row; an empty entry makes a blank page."""
+    """One PDF page per entry, each line drawn on its own row; an empty entry makes a blank page. Chinese text is
+    drawn in reportlab's built-in CID font (no font file needed)."""
     pdf = canvas.Canvas(str(path))
+    chinese = any(HAN.search(line) for lines in pages for line in lines)
+    if chinese:
+        pdfmetrics.registerFont(UnicodeCIDFont(CHINESE_FONT))
     for lines in pages:
+        if chinese:
+            pdf.setFont(CHINESE_FONT, 12)
         for row, line in enumerate(lines):
             pdf.drawString(72, 720 - 20 * row, line)
         pdf.showPage()

@@ -228,6 +228,9 @@ def test_a_hard_wrapped_line_does_not_end_its_sentence():
     assert split_sentences(WRAPPED_ZH) == ["服务默认只监听本机地址，只有运行它的那台\n电脑可以访问。",
                                            "换一个端口即可。"]
     assert unwrapped(split_sentences(WRAPPED_ZH)[0]) == "服务默认只监听本机地址，只有运行它的那台电脑可以访问。"
+    # A short line fills no width: a PDF's chapter heading above its first sentence is not wrapped into it.
+    heading, sentence = "第二章 休假", "全职员工每年享有二十八天带薪年假。"
+    assert split_sentences(f"{heading}\n{sentence}") == [heading, sentence]
     answer = extract("How do I limit Ollama to some of my NVIDIA GPUs?", WRAPPED, "gpu.md")[0]
     assert "CUDA_VISIBLE_DEVICES" in answer.text and "\n" not in answer.text
     assert answer.evidence in WRAPPED and "\n" in answer.evidence

@@ -205,3 +205,18 @@ def test_a_pdfs_running_header_is_neither_answer_nor_passage(tmp_path_factory, e
     assert not answer.abstained and "28 days of paid holiday" in answer.text
     assert answer.sources[0].chunk.page == 2
     assert all("Confidential" not in source.text and "Page " not in source.text for source in answer.sources)
+
+
+def test_a_chinese_pdfs_chapter_heading_is_not_read_into_its_first_sentence(tmp_path_factory, embedder, llm):
+    """A PDF has no heading marks: a short line above a sentence is a heading, so the answer is the sentence alone
+    (it read "第二章 休假全职员工每年享有二十八天带薪年假")."""
+    from tests.fixtures_files import write_pdf
+
+    pages = [["员工手册（2026 年版）", "第一章 工作时间", "公司的核心工作时间为每个工作日上午十点至下午四点。"],
+             ["员工手册（2026 年版）", "第二章 休假", "全职员工每年享有二十八天带薪年假。",
+              "未休完的年假最多可以顺延五天到次年第一季度。"],
+             ["员工手册（2026 年版）", "第三章 病假", "连续病假超过三天的，须提供医生证明。"]]
+    answer = ask_extractively(tmp_path_factory, embedder, llm, lambda folder: write_pdf(folder / "手册.pdf", pages),
+                              "员工每年有多少天带薪年假？")
+    assert not answer.abstained and answer.sources[0].chunk.page == 2
+    assert "全职员工每年享有二十八天带薪年假" in answer.text and "第二章" not in answer.text
