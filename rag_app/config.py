@@ -178,7 +178,8 @@ class SearchOptions(SettingsTree):
     file_types: tuple[str, ...] = ()
     candidates: int = 100
     merge_neighbours: bool = True
-    min_relevance: float = setting(0.5, "Relevance threshold", "abstain when no passage reaches it", ui=False)
+    min_relevance: float = setting(0.5, "Relevance threshold", "abstain when no passage reaches it; lower it to answer "
+                                   "from a refusal's closest passages", low=0.0, high=1.0, step=0.01)
     fusion: FusionMethod = "rrf"
     rrf_k: int = RRF_K
     dense_weight: float = 0.5

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from rag_app.config import AgentSettings, GenerationSettings, IngestOptions, ModelSettings
+from rag_app.types import relevance_label
 from rag_app.ui.app import UIOptions, build_app, launch
 from rag_app.ui.chat import chat_inputs, make_respond
 from rag_app.ui.indexes import IndexCatalog, UnknownIndexError, run_ingest, save_uploads
@@ -66,6 +67,17 @@ def test_respond_streams_steps_tokens_then_answer_with_sources(catalog):
     assert meter_text.startswith("Context: ") and "tokens" in meter_text
     assert details["sources"][0]["file"].endswith("fountain.txt") and details["history"] == []
     assert list(answers.values())[0]["sources"][0]["path"].endswith("fountain.txt")
+
+
+def test_the_relevance_threshold_a_refusal_names_answers_from_its_closest_passage(catalog):
+    """The UI's Relevance threshold setting: above the fact passage's relevance the question is refused with the
+    passage among the closest; at the value the refusal names, it is answered from that passage."""
+    respond = make_respond(catalog, FAST)
+    *_, (_, _, refused, _) = respond(FACT_QUESTION, [], *chat_inputs(FAST, min_relevance=0.99, max_steps=0))
+    assert refused["abstained"] and refused["closest"][0]["file"].endswith("fountain.txt")
+    threshold = float(relevance_label(refused["closest"][0]["relevance"]))
+    *_, (_, _, answered, _) = respond(FACT_QUESTION, [], *chat_inputs(FAST, min_relevance=threshold, max_steps=0))
+    assert not answered["abstained"] and "Tuesday" in answered["text"]
 
 
 def test_respond_replays_only_the_history_it_is_given(catalog):

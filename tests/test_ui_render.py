@@ -78,6 +78,7 @@ def test_a_refusal_shows_its_closest_passages_escaped_and_uncited():
     assert block["content"].startswith("No passage was relevant enough to answer from. The closest ones")
     assert "**/docs/notes.txt, lines 3-5** · relevance 0.49" in block["content"] and "[0]" not in block["content"]
     assert "&lt;img src=x onerror=alert\\(1\\)&gt;" in block["content"] and "<img" not in block["content"]
+    assert block["content"].endswith("set Settings › Relevance threshold to 0.49 and ask again.")
     turns = conversation_turns([{"role": "user", "content": "When?"}, render_answer(answer), block],
                                {"t": answer.to_dict()})
     assert "- /docs/notes.txt, lines 3-5 (relevance 0.49)" in to_markdown(turns, "default")

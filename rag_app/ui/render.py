@@ -15,6 +15,7 @@ Message = dict[str, Any]
 SOURCES_TITLE = "📚 Sources"
 CLOSEST_NOTE = ("No passage was relevant enough to answer from. The closest ones, for you to check (the answer does "
                 "not use them):")
+CLOSEST_HINT = "To answer from them anyway, set Settings › Relevance threshold to {relevance} and ask again."
 # Notes under an answer start a quote block; an escaped answer cannot contain one (its line breaks are "  \n").
 NOTE_START = "\n\n> "
 UNCITED_NOTE = "This answer cites no passage: check it against the sources below."
@@ -88,7 +89,8 @@ def render_sources(answer: Answer, turn_id: str) -> Message:
                            for source in answer.sources)
         title = f"{SOURCES_TITLE} ({len(answer.sources)})"
     elif answer.closest:
-        body = "\n\n".join([CLOSEST_NOTE, *(_render_closest(hit) for hit in answer.closest)])
+        hint = CLOSEST_HINT.format(relevance=relevance_label(answer.closest[0].relevance))
+        body = "\n\n".join([CLOSEST_NOTE, *(_render_closest(hit) for hit in answer.closest), hint])
         title = f"{SOURCES_TITLE} (none · {len(answer.closest)} closest)"
     else:
         body = "No passage of this index was relevant enough to answer from."
