@@ -31,8 +31,8 @@ ANSWER_SYSTEM = (
     "not contain the answer, say that it is not in the documents."
 )
 NOT_FOUND = "Not found in your documents."
-CLOSEST_SHOWN = 3  # passages shown under a refusal: what was near, none relevant enough
 NOT_FOUND_ZH = "在您的文档中没有找到相关内容。"
+CLOSEST_SHOWN = 3  # passages shown under a refusal: what was near, none relevant enough
 
 
 @dataclass(frozen=True)

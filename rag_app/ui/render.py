@@ -72,7 +72,7 @@ def render_answer(answer: Answer) -> Message:
 def _render_source(source: Hit, supporting: Sequence[str], lines: str) -> str:
     quoted = highlight(source, supporting).replace("  \n", "  \n> ")
     return (f"**[{source.number}] {escape(source.chunk.label())}**{f' · {lines}' if lines else ''}"
-            f" · score {source.score:.3f} · relevance {source.relevance:.2f}\n\n> {quoted}")
+            f" · score {source.score:.3f} · relevance {relevance_label(source.relevance)}\n\n> {quoted}")
 
 
 def _render_closest(hit: Hit) -> str:
