@@ -20,8 +20,8 @@ from rag_app.types import Chunk
 # What decides a file's chunks, its loader included: a new version re-chunks every file at the next ingest (chunks
 # whose text is unchanged keep their vectors). 2: HTML pages without their banner, sidebars and footer; JSON files
 # as one line per member or record. 3: table rows below a header row (HTML, DOCX) with their columns' names.
-# 4: PDFs without their running headers and footers.
-CHUNKER_VERSION = "4"
+# 4: PDFs without their running headers and footers. 5: an HTML page with a main landmark read from it alone.
+CHUNKER_VERSION = "5"
 
 _PARAGRAPHS = re.compile(r"\n[ \t]*\n\s*")
 _LINES = re.compile(r"\n")

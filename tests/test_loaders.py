@@ -128,6 +128,12 @@ def test_html_drops_the_pages_chrome_but_keeps_what_the_content_holds(tmp_path: 
                                                       "<footer>Page 1</footer></body>"))
     assert [section.heading for section in titled.sections] == ["Handbook"]
     assert "Page 1" not in titled.text
+    themed = load_file(write(tmp_path, "install.html", (  # a Read the Docs page: its footer sits beside role=main
+        "<body><nav>Menu</nav><section class='wy-nav-content-wrap'><div role='navigation'>Docs / Install</div>"
+        "<div role='main'><h1>Installing</h1><p>Run pip install foo.</p></div>"
+        "<footer><p>Previous Next</p><p>Copyright 2024, Foo Team. Built with Sphinx.</p></footer></section>"
+        "<p>Stray text after the layout.</p></body>")))
+    assert themed.text == "Installing\nRun pip install foo."
 
 
 def test_pdf_has_one_section_per_page_with_text(tmp_path: Path) -> None:

@@ -56,7 +56,8 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
 
 def _drop_page_chrome(soup: BeautifulSoup) -> None:
     """Remove elements with a chrome role, and the page-level footer, sidebars and banner (unless it holds a
-    heading)."""
+    heading); on a page with a main landmark, everything outside it but a banner's heading (`_keep_main`)."""
+    _keep_main(soup)
     for tag in soup.find_all(attrs={"role": _CHROME_ROLES}):
         if not tag.decomposed:
             tag.decompose()
@@ -66,6 +67,20 @@ def _drop_page_chrome(soup: BeautifulSoup) -> None:
         if tag.name == "header" and tag.find(sorted(_HEADINGS)) is not None:
             continue
         tag.decompose()
+
+
+def _keep_main(soup: BeautifulSoup) -> None:
+    """The main element (or role="main") is the page's content by definition: what lies outside it goes, except a
+    banner that holds a heading. A Read the Docs page keeps its footer ("© Copyright ... Built with Sphinx") inside
+    a section beside its role="main" content, where the page-level rule does not reach it."""
+    main = soup.find("main") or soup.find(attrs={"role": "main"})
+    node = main
+    while node is not None and node.parent is not None and node.name != "body":
+        for sibling in list(node.parent.children):
+            titled = isinstance(sibling, Tag) and sibling.name == "header" and sibling.find(sorted(_HEADINGS))
+            if sibling is not node and not titled:
+                sibling.extract()
+        node = node.parent
 
 
 def _name_table_cells(soup: BeautifulSoup) -> None:
