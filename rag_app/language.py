@@ -45,6 +45,7 @@ _SENTENCE_SPLIT_IN_LINE = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])")
 _OPENS_BLOCK = re.compile(r"[ \t]*(?:(?:[-*+•]|\d{1,3}[.)])\s|[#|>]|```|~~~|[^\W\d][\w ]{0,30}[:：])")
 CODE_FENCES = ("```", "~~~")
 WRAPPED_WIDTH = 0.6
+TABLE_CELLS = " | "  # between a table row's cells, as the HTML and DOCX loaders write them
 _JOINS_HAN = re.compile(f"[{HAN}，、（]")  # what Han text goes on after across a wrapped line
 _LINE_BREAK = re.compile(r"[ \t]*\n[ \t]*")
 _LIST_MARKER = re.compile(r"(?:\d{1,3}|[a-zA-Z])[.)]|[-*+•]")
@@ -69,10 +70,12 @@ def wraps(line: str, following: str) -> bool:
     """Whether the break between two lines only wraps prose: the line goes on in lower case ("want to limit Ollama
     to use" / "a subset of your GPUs"), or Han characters go on after Han from a line that fills its width (at
     least WRAPPED_WIDTH of the next line's: a wrapped line is cut where the width ends, so "第二章 休假" above
-    "全职员工每年享有二十八天带薪年假。" is a heading, not the start of its sentence); and the next line opens no
-    block."""
+    "全职员工每年享有二十八天带薪年假。" is a heading, not the start of its sentence); the line is no table row, and
+    the next line opens no block."""
     end, start = line.rstrip()[-1:], following.lstrip()[:1]
     if not end or not start or line.lstrip().startswith(("#", "|", *CODE_FENCES)) or _OPENS_BLOCK.match(following):
+        return False
+    if TABLE_CELLS in line:  # a table row as a loader writes it ("负责人: 李强 | 截止日期: 7月15日") ends there
         return False
     if start.islower() and (end.isalnum() or end in ",(-"):
         return True

@@ -231,6 +231,8 @@ def test_a_hard_wrapped_line_does_not_end_its_sentence():
     # A short line fills no width: a PDF's chapter heading above its first sentence is not wrapped into it.
     heading, sentence = "第二章 休假", "全职员工每年享有二十八天带薪年假。"
     assert split_sentences(f"{heading}\n{sentence}") == [heading, sentence]
+    row = "里程碑: 迁移演练 | 负责人: 李强 | 截止日期: 7月15日"  # a DOCX table row above a paragraph
+    assert split_sentences(f"{row}\n外部顾问的预算上限为十二万欧元。") == [row, "外部顾问的预算上限为十二万欧元。"]
     answer = extract("How do I limit Ollama to some of my NVIDIA GPUs?", WRAPPED, "gpu.md")[0]
     assert "CUDA_VISIBLE_DEVICES" in answer.text and "\n" not in answer.text
     assert answer.evidence in WRAPPED and "\n" in answer.evidence

@@ -16,6 +16,7 @@ from docx.text.paragraph import Paragraph
 
 from ingest.document import LoadedDocument, LoaderError
 from ingest.loaders.headings import Heading, sections_at_headings
+from rag_app.language import TABLE_CELLS
 
 EXTENSIONS = frozenset({".docx"})
 
@@ -72,7 +73,7 @@ def _table_rows(table: Table) -> list[str]:
             if text and (column == 0 or cells[column - 1] != text):
                 name = names[column] if column < len(names) else ""
                 shown.append(f"{name}: {text}" if name and name != text else text)
-        rows.append(" | ".join(shown))
+        rows.append(TABLE_CELLS.join(shown))
     return rows
 
 

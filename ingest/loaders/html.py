@@ -12,6 +12,7 @@ from bs4.element import PreformattedString
 from ingest.document import LoadedDocument
 from ingest.loaders.headings import Heading, sections_at_headings
 from ingest.loaders.text import decode_text
+from rag_app.language import TABLE_CELLS
 
 EXTENSIONS = frozenset({".html", ".htm", ".xhtml"})
 
@@ -152,7 +153,7 @@ def _extract(root: Tag) -> tuple[list[str], list[Heading], list[Tag]]:
                 headings.append(Heading(len(lines), int(block.name[1]), title))
                 heading_tags.append(block)
         elif node_cell is not cell:
-            buffer.append(" | ")
+            buffer.append(TABLE_CELLS)
             cell = node_cell
         buffer.append(str(node))
     flush()
