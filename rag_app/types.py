@@ -176,8 +176,9 @@ class Answer:
 
 
 def relevance_label(relevance: float) -> str:
-    """A relevance as every face shows it, rounded down: 0.4999 reads 0.49, not a 0.50 that would have passed."""
-    return f"{math.floor(relevance * 100) / 100:.2f}"
+    """A relevance as every face shows it, rounded down: 0.4999 reads 0.49, not a 0.50 that would have passed (the
+    nudge keeps 0.29, stored as 0.28999..., reading 0.29)."""
+    return f"{math.floor(relevance * 100 + 1e-9) / 100:.2f}"
 
 
 def quoted_label(lines: Sequence[int]) -> str:

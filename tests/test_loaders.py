@@ -236,6 +236,8 @@ def test_table_rows_under_a_header_row_name_their_columns(tmp_path: Path) -> Non
             "</table><table><tr><th>Warranty</th><td>3 years</td></tr></table>")
     assert load_file(write(tmp_path, "spec.html", html)).text.split("\n") == [
         "Feature: Ports | Value: 4 | Value: LAN", "Warranty | 3 years"]
+    alone = load_file(write(tmp_path, "alone.html", "<table><tr><th>Only</th><th>Header</th></tr></table>"))
+    assert alone.text == "Only | Header", "a header row with no rows below keeps its text"
 
 
 def test_corrupt_docx_is_reported(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from rag_app.types import Answer, AnswerSentence, Chunk, Hit, Step
+from rag_app.types import Answer, AnswerSentence, Chunk, Hit, Step, relevance_label
 from rag_app.ui.export import conversation_turns, to_json, to_markdown
 from rag_app.ui.render import (
     UNCITED_NOTE,
@@ -83,6 +83,7 @@ def test_a_refusal_shows_its_closest_passages_escaped_and_uncited():
                                {"t": answer.to_dict()})
     assert "- /docs/notes.txt, lines 3-5 (relevance 0.49)" in to_markdown(turns, "default")
     assert render_sources(Answer(text="Not found.", abstained=True), "u")["metadata"]["title"] == "📚 Sources (none)"
+    assert [relevance_label(value) for value in (0.29, 0.57, 0.4999, 0.5)] == ["0.29", "0.57", "0.49", "0.50"]
 
 
 def test_a_source_says_which_of_its_lines_the_answer_quotes():

@@ -90,7 +90,7 @@ def _name_table_cells(soup: BeautifulSoup) -> None:
     without a name is left."""
     for table in soup.find_all("table"):
         rows = [row for row in table.find_all("tr") if row.find_parent("table") is table]
-        header = rows[0].find_all(["td", "th"], recursive=False) if rows else []
+        header = rows[0].find_all(["td", "th"], recursive=False) if len(rows) > 1 else []  # names need data rows
         if not header or any(cell.name != "th" for cell in header):
             continue
         names = [name for cell in header for name in [" ".join(cell.get_text(" ").split())] * _span(cell)]
