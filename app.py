@@ -110,7 +110,7 @@ def main() -> None:
             "transformers folder once, about 20 s)")
         began = time.perf_counter()
         catalog = IndexCatalog(args.indexes_dir, args.index, models)
-        catalog.agent(None)  # load the models (or reach their servers) before the first user arrives
+        catalog.agent(None).retriever.load_judges()  # load the models (or reach their servers) before the first user
     except (IndexError_, ServerError) as error:
         raise SystemExit(f"app.py: {error}") from None
     say(f"models loaded in {time.perf_counter() - began:.1f} s")

