@@ -72,17 +72,26 @@ def say(message: str) -> None:
 
 
 def build_sample_index(args: argparse.Namespace, embedder: str | Embedder | None, device: str) -> None:
-    """The first start builds indexes/default from the bundled samples, with a progress bar."""
+    """indexes/default holds the bundled guide: the first start builds it (with a progress bar), every later one
+    reads again what changed in the guide since (a new version of the app), unless another process is writing."""
     from ingest.progress import ProgressBar
     from ingest.samples import SAMPLES_DIR, ensure_index
-    from rag_app.index import Index
+    from rag_app.index import Index, IndexBusyError
 
-    if args.index != DEFAULT_INDEX or Index.exists(args.index):
+    if args.index != DEFAULT_INDEX:
         return
-    say(f"building the sample index {args.index} from {SAMPLES_DIR.name}/ (first start only)")
-    with ProgressBar() as bar:
-        report = ensure_index(args.index, embedder, device, progress=bar.update)
-    if report is not None:
+    first = not Index.exists(args.index)
+    say(f"building the sample index {args.index} from {SAMPLES_DIR.name}/ (first start only)" if first else
+        f"bringing the sample index {args.index} up to date with {SAMPLES_DIR.name}/")
+    try:
+        with ProgressBar() as bar:
+            report = ensure_index(args.index, embedder, device, progress=bar.update)
+    except IndexBusyError as error:
+        if first:
+            raise
+        say(f"the sample index was left as it is: {error}")
+        return
+    if first or not report.ok or report.added or report.updated or report.removed:
         print(report.summary())
 
 

