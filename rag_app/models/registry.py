@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rag_app.config import DEFAULT_LLM, ModelSettings
 from rag_app.models.chat import ChatLLM
+from rag_app.models.device import resolve_device
 from rag_app.models.embedder import Embedder, load_embedder
 from rag_app.models.llm import LocalLLM
 from rag_app.models.openai_llm import ServedLLM
@@ -38,9 +39,10 @@ def _served_llm(url: str, model: str | None, api_key: str | None, context_window
 
 
 def shared_embedder(name: str, device: str = "auto") -> Embedder:
-    """The in-process embedder of that name."""
+    """The in-process embedder of that name (`auto` is resolved first, so that one asked for on `auto` and one
+    asked for on the device it resolves to are one model: an index's and a second judge's MiniLM)."""
     with _lock:
-        return _embedder(name, device)
+        return _embedder(name, resolve_device(device) if device == "auto" else device)
 
 
 def shared_llm(
