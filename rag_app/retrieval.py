@@ -360,7 +360,7 @@ class Retriever:
 
     def load_judges(self) -> None:
         """Load the second judges this index's questions may need now rather than at a first refusal (the app
-        does so before its first user: all-MiniLM-L6-v2 took 2-7 s to load here)."""
+        does so before its first user: a warm start 1.6-2.3 s longer here)."""
         for (embedder, _), name in SECOND_JUDGE.items():
             if embedder == self.index.embedder.name:
                 self._judges.setdefault(name, SecondJudge(name)).embedder()
