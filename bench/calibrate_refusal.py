@@ -242,20 +242,32 @@ def collect(work: Path, cached_only: bool = False) -> list[Measured]:
 
 def judged_again(rows: list[Measured], work: Path) -> list[Measured]:
     """The rows of each index embedder with a second judge (rag_app.calibration.SECOND_JUDGE), their passages'
-    cosines and best sentence cosines re-measured by the judge (cached in `second-judge-3.jsonl`), in order."""
+    cosines and best sentence cosines re-measured by the judge, in order; cached in `second-judge-3.jsonl` by
+    corpus, question, split and first passage, so that a corpus measured later adds only its own rows."""
     cache = work / "second-judge-3.jsonl"
     chosen = [row for row in rows if (row.embedder, row.language == "zh") in SECOND_JUDGE]
-    again = [Measured(**row).signals() for row in read_jsonl(cache)] if cache.exists() else []
-    if len(again) != len(chosen):
-        again, judges = [], {name: RememberingEmbedder(load_embedder(name, "cpu")) for name in SECOND_JUDGE.values()}
-        for row in chosen:
-            judge = judges[SECOND_JUDGE[row.embedder, row.language == "zh"]]
+    known = {_asked(row): row
+             for row in (Measured(**row).signals() for row in (read_jsonl(cache) if cache.exists() else []))}
+    judges: dict[str, RememberingEmbedder] = {}
+    again = []
+    for row in chosen:
+        key = _asked(row)
+        if key not in known:
+            name = SECOND_JUDGE[row.embedder, row.language == "zh"]
+            judge = judges.setdefault(name, RememberingEmbedder(load_embedder(name, "cpu")))
             vector = judge.embed_query(row.question)
             cosines = (judge.embed_documents(row.texts) @ vector).tolist() if row.texts else []
             best = best_sentence_cosines(row.texts, vector, judge, question_terms(row.question))
-            again.append(replace(row, embedder=judge.name, cosines=cosines, sentence_cosines=best))
+            known[key] = replace(row, embedder=judge.name, cosines=cosines, sentence_cosines=best)
+        again.append(known[key])
+    if judges:  # something was measured
         cache.write_text("".join(json.dumps(asdict(row), ensure_ascii=False) + "\n" for row in again), encoding="utf-8")
     return again
+
+
+def _asked(row: Measured) -> tuple:
+    """What identifies a measured question: where and how it was asked, and what was found first."""
+    return row.corpus, row.question, row.split, row.answerable, tuple(row.texts[:1])
 
 
 def second_judge_rates(rows: list[Measured], work: Path) -> None:
