@@ -356,14 +356,17 @@ class Retriever:
         name = SECOND_JUDGE.get((self.index.embedder.name, cjk))
         if name is None:
             return None
-        return self._judges.setdefault(name, SecondJudge(name)), CALIBRATION[name, cjk]
+        return self._judge(name), CALIBRATION[name, cjk]
 
     def load_judges(self) -> None:
         """Load the second judges this index's questions may need now rather than at a first refusal (the app
         does so before its first user: a warm start 1.6-2.3 s longer here)."""
         for (embedder, _), name in SECOND_JUDGE.items():
             if embedder == self.index.embedder.name:
-                self._judges.setdefault(name, SecondJudge(name)).embedder()
+                self._judge(name).embedder()
+
+    def _judge(self, name: str) -> SecondJudge:
+        return self._judges.setdefault(name, SecondJudge(name))
 
     def search(self, text: str, options: SearchOptions | None = None) -> list[Hit]:
         """The best `k` passages for the query, most relevant first, each with a relevance in [0, 1]."""

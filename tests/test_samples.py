@@ -152,3 +152,11 @@ def test_asking_again_at_a_refusals_hint_answers_in_the_closest_passages_words(f
         answer = agent.ask(question, min_relevance=hint)
     assert not answer.abstained and answer.sentences and answer.text.strip()
     assert all(sentence.citations for sentence in answer.sentences), answer.text
+
+
+def test_a_model_asked_for_on_auto_is_the_one_loaded_for_the_device_auto_resolves_to(embedder):
+    """An index's MiniLM (the session's, on "cpu") and a second judge's (on "auto") are one model, not two."""
+    from rag_app.models.device import resolve_device
+    from rag_app.models.registry import shared_embedder
+
+    assert (shared_embedder("all-MiniLM-L6-v2", "auto") is embedder) == (resolve_device("auto") == "cpu")
