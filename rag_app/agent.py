@@ -209,9 +209,13 @@ class RagAgent:
 
     def _abstain(self, question: str, query: str, steps: list[Step],
                  hits: list[Hit]) -> Iterator[AgentEvent | Answer]:
-        """Say it is not found, with the closest passages for the user to check (not cited, not numbered)."""
+        """Say it is not found, with the closest passages for the user to check (not cited, not numbered), each with
+        its sentence that comes nearest to answering (`evidence`), so that a passage that does answer in other
+        words is seen at a glance ("Ingesting is crash-safe." for "What happens if the ingest crashes halfway?")."""
         text = NOT_FOUND_ZH if is_cjk(question) else NOT_FOUND
         yield AgentEvent("token", text=text)
         closest = sorted((replace(hit, number=0) for hit in hits), key=lambda hit: -hit.relevance)[:CLOSEST_SHOWN]
+        meaning = self.retriever.calibration(query).cosine
+        closest, _ = evidence_sentences(query, closest, self.retriever.sentences, meaning, per_source=1)
         yield Answer(text=text, steps=steps, abstained=True, query=query, context_window=self.llm.context_window,
                      window_estimated=self.llm.window_estimated, closest=closest)

@@ -27,6 +27,7 @@ from rag_app.attribution import Attributor
 from rag_app.config import AgentSettings, ModelSettings, add_knob_flags
 from rag_app.evaluation import BeirCorpus, load_beir, merge_corpora, open_or_build, percentile, read_jsonl
 from rag_app.index import Index
+from rag_app.models.actions import MEASURED, ActionRecords
 from rag_app.models.registry import embedder_choice, load_llm
 from rag_app.types import Answer
 
@@ -59,6 +60,7 @@ class Asked:
     sentences: int = 0
     supported: int = 0
     gold: list[str] = field(default_factory=list)
+    generated: str = ""  # the model's own text, where it was asked (auto mode shows it only when it is supported)
 
 
 def ask(agent: RagAgent, qid: str, question: str, golds: Sequence[str] | None) -> Asked:
@@ -72,7 +74,7 @@ def ask(agent: RagAgent, qid: str, question: str, golds: Sequence[str] | None) -
     answer = response.answer
     seconds = time.perf_counter() - started
     asked = Asked(qid, question, golds is not None, answer.abstained, answer.mode, answer.text, seconds,
-                  first if first is not None else seconds, gold=list(golds or []))
+                  first if first is not None else seconds, gold=list(golds or []), generated=answer.generated)
     if golds is not None and not answer.abstained:
         score(asked, answer, agent, golds)
     return asked
@@ -182,9 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             models = ModelSettings.from_env(embedder=args.embedder, embedder_url=args.embedder_url, llm=args.llm,
                                             llm_url=args.llm_url, device=args.device)
             index, corpus, ingest_seconds = open_index(args, models, Path(scratch))
-            # A fresh record of the model's ReAct actions (not this installation's): figures do not depend on
-            # what was asked before; the first decisions are counted here as on a new install.
-            agent = RagAgent(index, load_llm(models), AgentSettings().with_overrides(**overrides))
+            # The model's records as a new installation starts them (the bundled model's measured ones), kept in
+            # memory: figures do not depend on what this installation asked before, and time what a new user
+            # waits (a fresh record re-ran the 135M model's probation: 9-15 s to its first token, 2026-12-02).
+            agent = RagAgent(index, load_llm(models), AgentSettings().with_overrides(**overrides),
+                             ActionRecords(measured=MEASURED))
             rows = [ask(agent, qid, text, golds) for qid, text, golds in
                     (answerable(corpus, args.corpus, args.limit) if corpus else [])]
             sets = [summarise(rows, "+".join(corpus.names))] if corpus else []

@@ -75,9 +75,10 @@ def extractive_sentences(question: str, hits: Sequence[Hit], embedder: Embedder 
     the first one to finish and try again.")."""
     # Where no statement shares a term with the question or comes that close in meaning (a user answering from a
     # refusal's closest passages: "Is my data sent anywhere?" over the guide's section on asking), the statements
-    # closest in meaning are shown: an empty answer tells the user nothing.
+    # closest in meaning are shown, lines of code as the last resort: an empty answer tells the user nothing.
     ranked = (rank_statements(question, hits, embedder, meaning_cosine)
-              or rank_statements(question, hits, embedder, meaning_cosine=-1.0))
+              or rank_statements(question, hits, embedder, meaning_cosine=-1.0)
+              or rank_statements(question, hits, embedder, meaning_cosine=-1.0, code_lines=True))
     chosen = [(found.sentence, found.position) for number, found in enumerate(ranked[:EXTRACTIVE_SENTENCES])
               if number == 0 or found.score >= SECOND_SENTENCE_SHARE * ranked[0].score]
     if ranked and restates(question, ranked[0].text):

@@ -12,9 +12,9 @@ from typing import NamedTuple
 import jieba
 
 from rag_app.index.lexical import cjk_bigrams, question_terms, tokenize
-from rag_app.language import HAN_CHAR, split_sentences
+from rag_app.language import CODE_FENCES, HAN_CHAR, split_sentences
 from rag_app.models.embedder import Embedder
-from rag_app.retrieval import asks, headings, statement
+from rag_app.retrieval import asks, headings, statement, unquoted
 from rag_app.types import Hit
 
 CITATION = re.compile(r"[\[［【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]］】]")
@@ -108,13 +108,16 @@ class _Candidate(NamedTuple):
 
 def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | None = None,
                     meaning_cosine: float = 1.01, depth: int = 3, topic_weight: float = TOPIC_WEIGHT,
-                    titles_last: bool = True, rank_weight: float = RANK_WEIGHT) -> list[Statement]:
+                    titles_last: bool = True, rank_weight: float = RANK_WEIGHT,
+                    code_lines: bool = False) -> list[Statement]:
     """The statements of the top `depth` passages that best answer the question, best first.
 
-    Headings and questions (asked or quoted) are skipped, a table row is read with its column names, and a
-    document's title (the unpunctuated first line of a file) ranks after every sentence: it names what the whole
-    passage is about, so it shares the question's topic words without answering it (bench/tune_extractive.py on
-    bench/data/en_qa: the right sentence in 23 more of 178 answered questions, 0.742 -> 0.871); it is left out
+    Headings and questions are skipped, and so are lines of code unless the question asks how to do something (or
+    `code_lines`); a question a sentence quotes as an example is read as no part of it (neither scored nor
+    embedded). A table row is read with its column names, and a document's title (the unpunctuated first line of a
+    file) ranks after every sentence: it names what the whole passage is about, so it shares the question's topic
+    words without answering it (bench/tune_extractive.py on bench/data/en_qa: the right sentence in 23 more of 178
+    answered questions, 0.742 -> 0.871); it is left out
     when any sentence qualifies, so that a bare name never seconds an answer ("蓝线裸顶鲷 [1]"). A candidate must say
     something the question does not (a term outside it) and share a term with the question or, with an embedder, be
     close to it in meaning (cosine at least `meaning_cosine`, the embedder's own relevance threshold). Score: the
@@ -135,7 +138,7 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     for position, hit in enumerate(hits[:depth]):
         title = document_title(hit)
         topic |= set(tokenize(title)) if title else set()
-        stated = _passage_candidates(position, hit.text, terms, how_to)
+        stated = _passage_candidates(position, hit.text, terms, how_to, code_lines or how_to)
         candidates += stated
         titles |= {candidate.text for candidate in stated if candidate.text == title}
     if not candidates:
@@ -161,17 +164,21 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     return ranked
 
 
-def _passage_candidates(position: int, passage: str, terms: set[str], how_to: bool) -> list[_Candidate]:
-    """One passage's candidate statements, in order (see `rank_statements`)."""
+def _passage_candidates(position: int, passage: str, terms: set[str], how_to: bool,
+                        code_lines: bool) -> list[_Candidate]:
+    """One passage's candidate statements, in order (see `rank_statements`); lines of code only with `code_lines`."""
     candidates: list[_Candidate] = []
     asked = False  # whether the section heading right above asks the question, until its first statement
     marked = headings(passage)
+    fenced = [] if code_lines else fenced_lines(passage)
     for whole in split_sentences(table_rows_as_statements(passage), clauses=False):
+        if any(whole in line for line in fenced):
+            continue
         heading = next((line for line in marked if line.startswith(whole)), None) if whole.startswith("#") else None
         if heading is not None:
             asked = asks(heading, terms)
             continue
-        shown = statement(whole)
+        shown = statement(whole, quoted_questions=True)
         lines = introduced(passage, whole)
         code = how_to and "`" in (shown or whole) + lines
         # "For `uv`:" is too short to state anything alone, but with the code it introduces it answers "How do I
@@ -184,12 +191,28 @@ def _passage_candidates(position: int, passage: str, terms: set[str], how_to: bo
             asked = False
             continue
         for sentence in split_sentences(whole):
-            text = statement(sentence)
+            # A question quoted as an example is not what the sentence says: it is neither scored nor embedded.
+            shown_part = statement(sentence, quoted_questions=True)
+            text = unquoted(shown_part) if shown_part else None
             words = set(tokenize(text)) if text else set()
             if text is not None and words - terms:
-                candidates.append(_Candidate(position, text, words, shown or text, asked, code))
+                candidates.append(_Candidate(position, text, words, shown or shown_part, asked, code))
         asked = asked and shown is None
     return candidates
+
+
+def fenced_lines(passage: str) -> list[str]:
+    """The lines inside the passage's code fences. They answer a question that asks how to do something (with the
+    sentence that introduces them); to any other question a line of code is no statement: `{"role": "assistant",
+    "content": "Text, Markdown, PDF, Word and more [1]."},` answered "Can I ask follow-up questions?"."""
+    lines: list[str] = []
+    fenced = False
+    for line in passage.splitlines():
+        if line.lstrip().startswith(CODE_FENCES):
+            fenced = not fenced
+        elif fenced and line.strip():
+            lines.append(line.strip())
+    return lines
 
 
 def document_title(hit: Hit) -> str | None:

@@ -135,6 +135,8 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
         print("Closest passages, none relevant enough to answer from (check them yourself):")
         for hit in answer.closest:
             print(f"  - {hit.chunk.label()}  (relevance {relevance_label(hit.relevance)})")
+            for sentence in hit.evidence:
+                print(f"      \"{unwrapped(sentence)}\"")
         best = relevance_label(answer.closest[0].relevance)
         print(f"To answer from them anyway, ask again with --min-relevance {best}.")
     for hit in answer.sources:

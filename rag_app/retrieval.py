@@ -48,6 +48,7 @@ HEADING_MATCH = 0.8
 _LIST_MARKER = re.compile(r"^(?:[-*+>]|\d+[.)])\s+")
 _HEADING = re.compile(r"#{1,6}\s")
 _QUESTION_MARK = re.compile(r"[?？]")
+_QUOTED_QUESTION = re.compile(r'"[^"\n]*[?？]"|“[^”\n]*[?？]”|「[^」\n]*[?？]」')
 # Lines a Markdown reader never sees as prose: a MyST target "(setup-uvx)=", an image alone, a one-line HTML comment,
 # a link reference definition.
 _MARKUP = re.compile(r"\([\w.:-]+\)=|!\[[^\]]*\]\([^)]*\)|<!--.*-->|\[[^\]]+\]:\s+\S+")
@@ -101,13 +102,21 @@ def drop_near_duplicates(hits: list[Hit], query: Query, vectors: Mapping[str, np
     return kept
 
 
-def statement(sentence: str) -> str | None:
+def statement(sentence: str, quoted_questions: bool = False) -> str | None:
     """The sentence without a list marker, or None when it states nothing: a heading, a question (or one
-    quoted in it), a code fence, markup (`_MARKUP`), or fewer than two terms."""
+    quoted in it), a code fence, markup (`_MARKUP`), or fewer than two terms. With `quoted_questions`, a question
+    quoted as an example ("follow-up questions such as "and what about that one?" can be understood") is read
+    as no part of it (`unquoted`)."""
     text = _LIST_MARKER.sub("", sentence.strip()).strip()
-    if text.startswith(("#", "```")) or _QUESTION_MARK.search(text) or _MARKUP.fullmatch(text):
+    said = unquoted(text) if quoted_questions else text
+    if text.startswith(("#", "```")) or _QUESTION_MARK.search(said) or _MARKUP.fullmatch(text):
         return None
-    return text if len(tokenize(text)) >= 2 else None
+    return text if len(tokenize(said)) >= 2 else None
+
+
+def unquoted(text: str) -> str:
+    """The text without the questions it quotes."""
+    return _QUOTED_QUESTION.sub("", text)
 
 
 def asks(heading: str, terms: Collection[str]) -> bool:

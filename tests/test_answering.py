@@ -225,6 +225,7 @@ def test_a_refusal_shows_the_closest_passage_for_the_user_to_check(any_embedder_
     assert refused.abstained and refused.sources == []
     closest = refused.closest[0]
     assert closest.path.endswith("fountain.txt") and FACT_SENTENCE in closest.text
+    assert FACT_SENTENCE in closest.evidence[0], "the sentence nearest to answering is pointed out"
     assert closest.relevance == max(hit.relevance for hit in refused.closest)
     assert refused.to_dict()["closest"][0]["path"] == closest.path
     answered = agent.ask(FACT_QUESTION, min_relevance=closest.relevance)

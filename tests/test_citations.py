@@ -332,3 +332,27 @@ UPGRADING = ("## Upgrading\n\nIf you installed using `pip`:\n```bash\npip instal
 def test_a_short_label_answers_with_the_code_it_introduces(question, answer):
     """"For Homebrew:" states nothing alone; with its code block it is the answer, label and command together."""
     assert extract(question, UPGRADING)[0].text == answer
+
+
+PRICES = ("## Prices\n\n```python\nshown_price = price * 1.2  # the price shown, with tax\n```\n\n"
+          "Every price in the shop includes 20% tax.\n")
+FOLLOW_UP = ('## Asking from Python\n\n```python\nhistory = [\n    {"role": "user", "content": "Which formats?"},\n'
+             '    {"role": "assistant", "content": "Text, Markdown, PDF, Word and more [1]."},\n]\n```\n\n'
+             "The `history` argument holds the earlier turns of the conversation, so follow-up questions such as "
+             '"and what about that one?" can be understood.\n')
+
+
+def test_a_line_of_code_answers_only_a_question_that_asks_how():
+    """The code line shares more of the question's words, but a question that does not ask how to do something
+    is answered in words; with nothing but code to answer from, the code is shown rather than nothing."""
+    assert extract("Are prices shown with tax?", PRICES)[0].text == "Every price in the shop includes 20% tax."
+    only_code = PRICES.split("\n\nEvery")[0]
+    assert "shown_price" in extract("Are prices shown with tax?", only_code)[0].text
+
+
+def test_a_question_quoted_as_an_example_does_not_keep_its_sentence_from_answering():
+    """"Can I ask follow-up questions?" over the guide was answered with a line of the code above this sentence,
+    which the example question it quotes had kept from being a statement."""
+    answer = extract("Can I ask follow-up questions?", FOLLOW_UP)
+    assert answer[0].text.startswith("The `history` argument holds the earlier turns of the conversation")
+    assert statement('Try asking "What is the default port?" now.') is None, "the relevance test reads it whole"

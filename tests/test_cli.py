@@ -75,6 +75,7 @@ def test_rag_ask_shows_the_closest_passages_of_a_refusal_and_how_to_use_them(fac
     assert lines[0] == "Not found in your documents."
     closest = lines.index("Closest passages, none relevant enough to answer from (check them yourself):")
     assert lines[closest + 1].startswith(f"  - {(fact_corpus / 'fountain.txt').resolve()}")
+    assert lines[closest + 2].startswith('      "') and "Tuesday at 4 pm" in lines[closest + 2]
     hint = re.search(r"ask again with --min-relevance (\d\.\d\d)\.", refused.stdout)
     assert hint, refused.stdout
     answered = run("rag-ask", FACT_QUESTION, "--index", str(fact_index), "--min-relevance", hint.group(1))

@@ -227,3 +227,11 @@ def test_rag_eval_answers_asks_a_questions_file_of_an_existing_index(fact_index:
     (asked,) = json.loads(capsys.readouterr().out)["sets"]
     assert (asked["set"], asked["n"], asked["refusal_rate"]) == ("questions.jsonl", 2, 0.0)
     assert asked["gold_in_answer"] == asked["gold_in_cited_passage"] == 0.5
+
+    # In `auto` mode the bundled model starts from its measured records, as on a new installation: it is not asked,
+    # and the answer is the passages' own words at once (a fresh record re-ran its probation, 9-15 s per answer).
+    details = tmp_path / "details.jsonl"
+    assert answer_eval.main(argv[:5] + ["--answer-mode", "auto", "--questions", str(questions), "--details",
+                                        str(details), "--json"]) == 0
+    fact = json.loads(details.read_text().splitlines()[0])
+    assert (fact["mode"], fact["generated"], fact["gold_in_answer"]) == ("extractive", "", True)

@@ -17,7 +17,7 @@ from rag_app.ui.app import UIOptions, build_app, launch
 from rag_app.ui.chat import chat_inputs, make_respond
 from rag_app.ui.indexes import IndexCatalog, UnknownIndexError, run_ingest, save_uploads
 from rag_app.ui.security import AllowedRoots
-from tests.facts import FACT_QUESTION
+from tests.facts import FACT, FACT_QUESTION
 
 FAST = AgentSettings(max_steps=0).with_overrides(max_new_tokens=12)
 
@@ -73,8 +73,10 @@ def test_the_relevance_threshold_a_refusal_names_answers_from_its_closest_passag
     """The UI's Relevance threshold setting: above the fact passage's relevance the question is refused with the
     passage among the closest; at the value the refusal names, it is answered from that passage."""
     respond = make_respond(catalog, FAST)
-    *_, (_, _, refused, _) = respond(FACT_QUESTION, [], *chat_inputs(FAST, min_relevance=0.99, max_steps=0))
+    *_, (messages, _, refused, _) = respond(FACT_QUESTION, [], *chat_inputs(FAST, min_relevance=0.99, max_steps=0))
     assert refused["abstained"] and refused["closest"][0]["file"].endswith("fountain.txt")
+    assert f"**{FACT}**" in messages[-1]["content"], "the closest passage's answering sentence is in bold"
+
     threshold = float(relevance_label(refused["closest"][0]["relevance"]))
     *_, (_, _, answered, _) = respond(FACT_QUESTION, [], *chat_inputs(FAST, min_relevance=threshold, max_steps=0))
     assert not answered["abstained"] and "Tuesday" in answered["text"]

@@ -71,7 +71,8 @@ def test_sources_block_is_collapsible_numbered_and_escaped():
 
 def test_a_refusal_shows_its_closest_passages_escaped_and_uncited():
     near = Hit(Chunk(text="<img src=x onerror=alert(1)> The fountain sprays on Tuesday.", path="/docs/notes.txt",
-                     start_line=3, end_line=5), score=0.032, relevance=0.4999)  # shown 0.49: it did not pass
+                     start_line=3, end_line=5), score=0.032, relevance=0.4999,  # shown 0.49: it did not pass
+               evidence=("The fountain sprays on Tuesday.",))
     answer = Answer(text="Not found in your documents.", abstained=True, closest=[near])
     block = render_sources(answer, "t")
     assert block["metadata"]["title"] == "📚 Sources (none · 1 closest)"
@@ -81,7 +82,9 @@ def test_a_refusal_shows_its_closest_passages_escaped_and_uncited():
     assert block["content"].endswith("set Settings › Relevance threshold to 0.49 and ask again.")
     turns = conversation_turns([{"role": "user", "content": "When?"}, render_answer(answer), block],
                                {"t": answer.to_dict()})
-    assert "- /docs/notes.txt, lines 3-5 (relevance 0.49)" in to_markdown(turns, "default")
+    assert "**The fountain sprays on Tuesday.**" in block["content"], "the sentence nearest to answering, in bold"
+    assert '- /docs/notes.txt, lines 3-5 (relevance 0.49): "The fountain sprays on Tuesday."' in to_markdown(
+        turns, "default")
     assert render_sources(Answer(text="Not found.", abstained=True), "u")["metadata"]["title"] == "📚 Sources (none)"
     assert [relevance_label(value) for value in (0.29, 0.57, 0.4999, 0.5)] == ["0.29", "0.57", "0.49", "0.50"]
 

@@ -62,7 +62,9 @@ def to_markdown(turns: Sequence[dict[str, Any]], index: str) -> str:
         closest = details.get("closest") or []
         if closest:
             lines += ["**Closest passages** (none relevant enough to answer from)", ""]
-            lines += [f"- {hit['location']} (relevance {relevance_label(hit['relevance'])})" for hit in closest] + [""]
+            lines += [f"- {hit['location']} (relevance {relevance_label(hit['relevance'])})"
+                      + "".join(f': "{sentence}"' for sentence in hit.get("evidence", [])[:1]) for hit in closest]
+            lines += [""]
         if details.get("context_window"):
             lines += [f"*Context: {details['prompt_tokens']} / {details['context_window']} tokens, "
                       f"{details['dropped_turns']} earlier turn(s) left out.*", ""]
