@@ -139,6 +139,8 @@ def main() -> None:
                                 None if args.probation else MEASURED)
         agents = {language: RagAgent(Index.open(location, device="cpu"), llm, actions=records)
                   for language, location in indexes.items()}
+        for agent in agents.values():
+            agent.retriever.load_judges()  # as the app does before its first user
         probation = []
         for number in range(MIN_DECISIONS):
             language = "en" if number % 2 == 0 else "zh"
