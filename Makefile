@@ -28,10 +28,15 @@ install: $(STAMP)
 run: install
 	@RAG_APP_STARTED_AT=$(STARTED) $(PY) app.py $(ARGS)
 
+# Chromium for the browser tests, with a CJK font (without one it draws Chinese as boxes) and an emoji font (the
+# chat's step and source titles); only what is missing is installed.
+BROWSER_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji
+
 browser-deps:
-	@test -x /usr/bin/chromium || \
-	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	    || echo "chromium could not be installed (needs apt-get as root): tests/test_browser.py will fail"; }
+	@missing=$$(for package in $(BROWSER_PACKAGES); do dpkg -s $$package >/dev/null 2>&1 || echo $$package; done); \
+	test -z "$$missing" || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	    || echo "could not install $$missing (needs apt-get as root): tests/test_browser.py will fail"; }
 
 test: install browser-deps
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)

@@ -93,6 +93,19 @@ def test_a_refusal_shows_the_closest_passages(page):
     fresh.close()
 
 
+def test_a_chinese_question_is_refused_in_chinese(page):
+    """The question and the refusal are shown in Chinese (drawn with the CJK font `make browser-deps` installs)."""
+    fresh = page.context.new_page()
+    fresh.goto(page.url)
+    _ask(fresh, "比特币是什么？", 0)
+    chatbot = fresh.locator("#chatbot")
+    expect(chatbot.get_by_text("比特币是什么？").first).to_be_visible()
+    expect(chatbot.get_by_text("在您的文档中没有找到相关内容。").first).to_be_visible()
+    expect(chatbot.get_by_text(re.compile(r"📚 Sources \(none · [123] closest\)")).first).to_be_visible()
+    fresh.screenshot(path=str(ARTIFACTS / "chinese-refusal.png"))
+    fresh.close()
+
+
 HOSTILE = "<img src=x onerror=\"document.title='pwned'\"> When does the Zorblax fountain spray?"
 
 
