@@ -125,9 +125,10 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     which one answers) and less when it is in a title (TOPIC_WEIGHT), plus COSINE_WEIGHT times its cosine to the
     question, less RANK_WEIGHT per place its passage ranks below the first, plus HEADING_WEIGHT for the first
     statement under a Markdown heading that asks the question, plus CODE_WEIGHT for a statement that shows code
-    when the question asks how to do something (`_HOW_TO`). The question's terms are `answer_terms`; candidates are sentences and their clauses (split at ";" and "；"),
-    each with the whole sentence it belongs to, which is what an answer shows, and short labels ending with a colon
-    ("For Homebrew:") read with the list or code they introduce.
+    when the question asks how to do something (`_HOW_TO`). The question's terms are `answer_terms`; candidates
+    are sentences and their clauses (split at ";" and "；"), each with the whole sentence it belongs to, which is
+    what an answer shows, and short labels ending with a colon ("For Homebrew:") read with the list or code they
+    introduce.
     """
     terms = answer_terms(question)
     how_to = bool(_HOW_TO.search(question))
