@@ -15,6 +15,7 @@ from rag_app.citations import evidence_sentences
 from rag_app.config import AgentSettings, GenerationSettings, ModelSettings
 from rag_app.followup import condense_deterministic, condense_with_llm
 from rag_app.index import Index
+from rag_app.index.location import shown
 from rag_app.language import is_cjk
 from rag_app.models.actions import ActionRecords, checked_answers
 from rag_app.models.chat import ChatLLM
@@ -32,6 +33,12 @@ ANSWER_SYSTEM = (
 )
 NOT_FOUND = "Not found in your documents."
 NOT_FOUND_ZH = "在您的文档中没有找到相关内容。"
+EMPTY_INDEX_NOTICE = {
+    False: "This index holds no documents yet: add some (Add documents beside the chat, or `rag-ingest FOLDER "
+           "--index {index}`) and ask again.",
+    True: "这个索引里还没有文档：请先添加文档（聊天旁的“Add documents”，或 `rag-ingest 文件夹 --index {index}`），"
+          "再提问。",
+}
 CLOSEST_SHOWN = 3  # passages shown under a refusal: what was near, none relevant enough
 
 
@@ -217,5 +224,8 @@ class RagAgent:
         closest = sorted((replace(hit, number=0) for hit in hits), key=lambda hit: -hit.relevance)[:CLOSEST_SHOWN]
         meaning = self.retriever.calibration(query).cosine
         closest, _ = evidence_sentences(query, closest, self.retriever.sentences, meaning, per_source=1)
+        # Nothing found at all may mean nothing is there: a new index says so rather than "not found" alone.
+        empty = not hits and not self.index.stats()["chunks"]
+        notice = EMPTY_INDEX_NOTICE[is_cjk(question)].format(index=shown(self.index.location)) if empty else ""
         yield Answer(text=text, steps=steps, abstained=True, query=query, context_window=self.llm.context_window,
-                     window_estimated=self.llm.window_estimated, closest=closest)
+                     window_estimated=self.llm.window_estimated, closest=closest, notice=notice)

@@ -217,12 +217,24 @@ def test_off_topic_questions_are_refused_without_asking_the_model(any_embedder_i
     assert all(hit.relevance < 0.5 and hit.number == 0 for hit in answer.closest)
 
 
+def test_a_question_to_an_empty_index_says_it_holds_no_documents(tmp_path_factory, llm):
+    """A new index answers "not found" with what to do about it, in the question's language."""
+    location = ingest_files(tmp_path_factory, "empty", {}, "all-MiniLM-L6-v2")
+    with Index.open(location, device="cpu") as empty:
+        agent, scripted = agent_with(empty, llm, "never asked", "auto")
+        english, chinese = agent.ask("What is in here?"), agent.ask("这里有什么？")
+    assert (english.text, chinese.text) == (NOT_FOUND, NOT_FOUND_ZH) and english.abstained and chinese.abstained
+    assert english.notice.startswith("This index holds no documents yet")
+    assert chinese.notice.startswith("这个索引里还没有文档")
+    assert all(f"--index {location}" in answer.notice for answer in (english, chinese)) and scripted.requests == []
+
+
 def test_a_refusal_shows_the_closest_passage_for_the_user_to_check(any_embedder_index, llm):
     """Above the fact passage's relevance the fact question is refused; the refusal names that passage first, and
     at the relevance it shows the question is answered from it."""
     agent, _ = agent_with(any_embedder_index, llm, "never asked", "extractive")
     refused = agent.ask(FACT_QUESTION, min_relevance=0.99)
-    assert refused.abstained and refused.sources == []
+    assert refused.abstained and refused.sources == [] and refused.notice == "", "an index with documents says no more"
     closest = refused.closest[0]
     assert closest.path.endswith("fountain.txt") and FACT_SENTENCE in closest.text
     assert FACT_SENTENCE in closest.evidence[0], "the sentence nearest to answering is pointed out"
