@@ -18,7 +18,8 @@ class ProgressBar:
         """Advance to `event`; tqdm redraws at most every 0.1 s, so a fast re-ingest is not slowed down."""
         if self.bar.total != event.chunks_total:
             self.bar.total = event.chunks_total
-        self.bar.set_postfix_str(f"files {event.files_done}/{event.files_total}", refresh=False)
+        # "saved": a file counts once its chunks are committed, so "files 0/7" at 58% of the chunks read as stuck.
+        self.bar.set_postfix_str(f"files saved {event.files_done}/{event.files_total}", refresh=False)
         self.bar.update(event.chunks_embedded - self.bar.n)
 
     def __enter__(self) -> ProgressBar:
