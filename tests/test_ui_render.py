@@ -124,6 +124,11 @@ def test_meter_says_what_was_used_and_what_was_dropped():
         "Context: 1024 / 2048 tokens (50%) · 2 earlier turn(s) no longer fit and were left out")
     assert "whole conversation fits" in meter(Answer(text="", prompt_tokens=10, context_window=2048))
     assert "nothing relevant" in meter(Answer(text="", abstained=True, context_window=2048))
+    # An extractive answer sends no prompt; one that fell back after the model was asked did.
+    assert meter(Answer(text="", mode="extractive", prompt_tokens=700, context_window=2048)) == (
+        "Context: no prompt was needed (answered in the passages' own words) · window 2048 tokens")
+    assert "700 / 2048" in meter(Answer(text="", mode="extractive", generated="It is", prompt_tokens=700,
+                                        context_window=2048))
 
 
 def test_export_keeps_questions_answers_and_sources():

@@ -111,9 +111,9 @@ def meter(answer: Answer) -> str:
         return ""
     about = "~" if answer.window_estimated else ""  # a served model without tokenizer or window info
     estimated = " · estimated counts" if answer.window_estimated else ""
-    if answer.abstained:
-        return (f"Context: no prompt was needed (nothing relevant found) · window {about}{answer.context_window} "
-                f"tokens{estimated}")
+    if answer.abstained or (answer.mode == "extractive" and not answer.generated):
+        why = "nothing relevant found" if answer.abstained else "answered in the passages' own words"
+        return f"Context: no prompt was needed ({why}) · window {about}{answer.context_window} tokens{estimated}"
     used = answer.prompt_tokens
     share = 100 * used / answer.context_window
     dropped = (f" · {answer.dropped_turns} earlier turn(s) no longer fit and were left out"
