@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -87,6 +88,15 @@ def test_a_refusal_shows_its_closest_passages_escaped_and_uncited():
         turns, "default")
     assert render_sources(Answer(text="Not found.", abstained=True), "u")["metadata"]["title"] == "📚 Sources (none)"
     assert [relevance_label(value) for value in (0.29, 0.57, 0.4999, 0.5)] == ["0.29", "0.57", "0.49", "0.50"]
+
+
+def test_the_sources_the_answer_cites_come_first_in_the_order_it_cites_them():
+    sources = [_source(f"Passage {number}.", [], number=number) for number in (1, 2, 3, 4)]
+    answer = Answer(text="It is [4]. And [2].", sources=sources, cited=True,
+                    sentences=[AnswerSentence("It is.", (4,), True), AnswerSentence("And.", (2,), True)])
+    content = render_sources(answer, "t")["content"]
+    assert [int(number) for number in re.findall(r"\*\*\[(\d)\]", content)] == [4, 2, 1, 3]
+    assert render_sources(Answer(text="No.", sources=sources), "u")["content"].index("[1]") == 2, "none cited"
 
 
 def test_a_source_says_which_of_its_lines_the_answer_quotes():
