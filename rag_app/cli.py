@@ -139,7 +139,7 @@ def ask_main(argv: Sequence[str] | None = None) -> int:
                 print(f"      \"{unwrapped(sentence)}\"")
         best = relevance_label(answer.closest[0].relevance)
         print(f"To answer from them anyway, ask again with --min-relevance {best}.")
-    for hit in answer.sources:
+    for hit in answer.sources_cited_first():
         quoted = answer.quoted_label(hit.number)
         print(f"[{hit.number}] {hit.chunk.label()}{f' · {quoted}' if quoted else ''}  (score {hit.score:.3f})")
     if answer.evidence:

@@ -148,6 +148,14 @@ class Answer:
         lines = {self.line_of(sentence) for sentence in self.sentences if sentence.citations[:1] == (number,)}
         return sorted(line for line in lines if line is not None)
 
+    def sources_cited_first(self) -> list[Hit]:
+        """The sources as faces list them: those the answer cites first, in the order it cites them, then the rest
+        by number, so the passage to check sits right under the answer (over the guide, "The default port is 7860
+        [2]." had [1], a passage about `rag-ask`, listed above its source)."""
+        cited = list(dict.fromkeys(number for sentence in self.sentences for number in sentence.citations))
+        return sorted(self.sources, key=lambda source: (cited.index(source.number) if source.number in cited
+                                                        else len(cited), source.number))
+
     def quoted_label(self, number: int) -> str:
         """The lines of source `number` the answer quotes, as every face shows them (`quoted_label`)."""
         return quoted_label(self.quoted_lines(number))

@@ -81,17 +81,13 @@ def _render_closest(hit: Hit) -> str:
 
 
 def render_sources(answer: Answer, turn_id: str) -> Message:
-    """The answer's numbered sources in a collapsible block, shown open: location, score, evidence in bold; the
-    passages the answer cites first, in the order it cites them, so the one to check is right under it (over the
-    guide, "The default port is 7860 [2]." had [1], a passage about `rag-ask`, listed above its source)."""
+    """The answer's numbered sources in a collapsible block, shown open: location, score, evidence in bold; cited
+    ones first (`Answer.sources_cited_first`)."""
     if answer.sources:
-        cited = list(dict.fromkeys(number for sentence in answer.sentences for number in sentence.citations))
-        ordered = sorted(answer.sources, key=lambda source: (cited.index(source.number) if source.number in cited
-                                                             else len(cited), source.number))
         body = "\n\n".join(_render_source(source, [sentence.evidence for sentence in answer.sentences
                                                       if sentence.citations[:1] == (source.number,)],
                                            answer.quoted_label(source.number))
-                           for source in ordered)
+                           for source in answer.sources_cited_first())
         title = f"{SOURCES_TITLE} ({len(answer.sources)})"
     elif answer.closest:
         hint = CLOSEST_HINT.format(relevance=relevance_label(answer.closest[0].relevance))
