@@ -12,7 +12,7 @@ from typing import NamedTuple
 import jieba
 
 from rag_app.index.lexical import cjk_bigrams, question_terms, tokenize
-from rag_app.language import CODE_FENCES, HAN_CHAR, split_sentences
+from rag_app.language import HAN_CHAR, fence_marked, split_sentences
 from rag_app.models.embedder import Embedder
 from rag_app.retrieval import asks, headings, statement, unquoted
 from rag_app.types import Hit
@@ -205,14 +205,7 @@ def fenced_lines(passage: str) -> list[str]:
     """The lines inside the passage's code fences. They answer a question that asks how to do something (with the
     sentence that introduces them); to any other question a line of code is no statement: `{"role": "assistant",
     "content": "Text, Markdown, PDF, Word and more [1]."},` answered "Can I ask follow-up questions?"."""
-    lines: list[str] = []
-    fenced = False
-    for line in passage.splitlines():
-        if line.lstrip().startswith(CODE_FENCES):
-            fenced = not fenced
-        elif fenced and line.strip():
-            lines.append(line.strip())
-    return lines
+    return [line for line, fenced in fence_marked(passage) if fenced and line]
 
 
 def document_title(hit: Hit) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 # Han ideographs (extension A, unified, compatibility): the characters BM25 cuts into bigrams and that make a
 # question "Chinese". Kana and Hangul count towards a corpus's CJK share (they need a multilingual embedder too).
@@ -86,6 +86,17 @@ def wraps(line: str, following: str) -> bool:
 def _width(text: str) -> int:
     """Display width: a wide (East Asian) character takes two columns."""
     return len(text) + len(_EAST_ASIAN_CHAR.findall(text))
+
+
+def fence_marked(text: str) -> Iterator[tuple[str, bool]]:
+    """The text's lines, stripped, other than its code fences, each with whether it lies inside one."""
+    fenced = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(CODE_FENCES):
+            fenced = not fenced
+        else:
+            yield stripped, fenced
 
 
 def prose_lines(text: str) -> list[str]:

@@ -30,7 +30,7 @@ from rag_app.config import SearchOptions
 from rag_app.index import Index, Query
 from rag_app.index.backend import SearchRequest
 from rag_app.index.lexical import tokenize
-from rag_app.language import CODE_FENCES, is_cjk, split_sentences
+from rag_app.language import fence_marked, is_cjk, split_sentences
 from rag_app.models.embedder import Embedder, RememberingEmbedder
 from rag_app.rerank import Reranker
 from rag_app.types import Chunk, Hit
@@ -127,15 +127,7 @@ def asks(heading: str, terms: Collection[str]) -> bool:
 
 def headings(text: str) -> list[str]:
     """The passage's Markdown headings ("## Why is networking slow?"), not the comments in its code blocks."""
-    found: list[str] = []
-    fenced = False
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith(CODE_FENCES):
-            fenced = not fenced
-        elif not fenced and _HEADING.match(stripped):
-            found.append(stripped)
-    return found
+    return [line for line, fenced in fence_marked(text) if not fenced and _HEADING.match(line)]
 
 
 def heading_asks(text: str, terms: Collection[str]) -> bool:
