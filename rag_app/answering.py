@@ -85,9 +85,12 @@ def extractive_sentences(question: str, hits: Sequence[Hit], embedder: Embedder 
         after = following(hits[ranked[0].position].text, ranked[0].sentence)
         chosen[1:1] = [(after, ranked[0].position)] if after else []
     shown = dict.fromkeys(chosen)  # two clauses of one sentence: once
-    return [AnswerSentence(" ".join(filter(None, (unwrapped(sentence), introduced(hits[position].text, sentence)))),
-                           (hits[position].number,), supported=True, support=1.0, evidence=sentence)
-            for sentence, position in shown]
+    answer = [AnswerSentence(" ".join(filter(None, (unwrapped(sentence), introduced(hits[position].text, sentence)))),
+                             (hits[position].number,), supported=True, support=1.0, evidence=sentence)
+              for sentence, position in shown]
+    # A list item chosen beside the sentence that introduces its list ("It includes:") is shown once, in the list.
+    return [one for one in answer if not any(len(other.text) > len(one.text) and unwrapped(one.evidence) in other.text
+                                             for other in answer)]
 
 
 def restates(question: str, text: str) -> bool:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import jieba
 
-from rag_app.index.lexical import cjk_bigrams, question_terms, tokenize
+from rag_app.index.lexical import cjk_bigrams, question_terms, tokenize, versionless
 from rag_app.language import HAN_CHAR, fence_marked, split_sentences
 from rag_app.models.embedder import Embedder
 from rag_app.retrieval import asks, headings, statement, unquoted
@@ -48,10 +48,15 @@ HEADING_WEIGHT = 0.5
 # -> 20 / 19; guide_qa and the how-to questions of en_qa and cmrc2018-trial unchanged (docs/answers.md).
 CODE_WEIGHT = 0.75
 _HOW_TO = re.compile(r"\bhow (?:do|can|should|would|could|to)\b|\b(?:which|what) (?:environment )?(?:variable|command|"
-                     r"setting|option|flag|parameter|key)s?\b|(?<!是)(?:如何|怎么|怎样)(?!的)|"
+                     r"setting|option|flag|parameter|key)s?\b(?!-)|(?<!是)(?:如何|怎么|怎样)(?!的)|"
                      r"(?:哪个|哪些|什么)(?:命令|变量|参数|选项|设置)", re.IGNORECASE)
 _ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+(.*\S)\s*$")
 _ENDED = re.compile(r"[.!?。！？；;]$")
+# A link's address and an HTML tag are not what a sentence says: "HTTP/1.1 [and HTTP/2 support](https://www.python-
+# httpx.org/http2/)" holds "python" and "httpx" only in its address, and outranked "HTTPX requires Python 3.8+." for
+# "What Python versions does httpx support?"; a README's first line `<div><img src=".../click/.../click-name.svg">`
+# made "click" a title word, weighed as a topic (TOPIC_WEIGHT), so another package's sentence answered about Click.
+_ADDRESS = re.compile(r"(?<=\])\([^)\s]*\)|<[^>\n]*>|\bhttps?://\S+")
 INTRODUCED_LINES = 12  # of a longer list or code block an answer shows the first ones: it is read, not scrolled
 
 jieba.setLogLevel(logging.WARNING)  # it announces loading its dictionary on stderr
@@ -75,6 +80,7 @@ def answer_terms(question: str) -> set[str]:
     this is only for choosing the sentence that answers. bench/tune_extractive.py's ranking on cmrc2018-trial,
     gold in answer: even half (tuning) 0.815 -> 0.829 (n=444 answered), odd half 0.837 -> 0.853 (n=504)."""
     terms = question_terms(question)
+    terms += [name for term in terms if (name := versionless(term))]  # "Jinja2": a README says "Jinja"
     if not HAN_CHAR.search(question):
         return set(terms)
     within = {pair for word in jieba.cut(question.lower()) if len(word) > 1 for pair in cjk_bigrams(word)}
@@ -137,7 +143,7 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     topic: set[str] = set()
     for position, hit in enumerate(hits[:depth]):
         title = document_title(hit)
-        topic |= set(tokenize(title)) if title else set()
+        topic |= said_words(title) if title else set()
         stated = _passage_candidates(position, hit.text, terms, how_to, code_lines or how_to)
         candidates += stated
         titles |= {candidate.text for candidate in stated if candidate.text == title}
@@ -185,7 +191,7 @@ def _passage_candidates(position: int, passage: str, terms: set[str], how_to: bo
         # upgrade with uv?": such a label is a candidate with the code's words (bench/data/howto_report h02).
         labelled = statement(f"{whole} {lines}") if shown is None and lines else None
         if labelled is not None:
-            words = set(tokenize(labelled))
+            words = said_words(labelled)
             if words - terms:
                 candidates.append(_Candidate(position, whole.strip(), words, whole.strip(), asked, code))
             asked = False
@@ -194,11 +200,16 @@ def _passage_candidates(position: int, passage: str, terms: set[str], how_to: bo
             # A question quoted as an example is not what the sentence says: it is neither scored nor embedded.
             shown_part = statement(sentence, quoted_questions=True)
             text = unquoted(shown_part) if shown_part else None
-            words = set(tokenize(text)) if text else set()
+            words = said_words(text) if text else set()
             if text is not None and words - terms:
                 candidates.append(_Candidate(position, text, words, shown or shown_part, asked, code))
         asked = asked and shown is None
     return candidates
+
+
+def said_words(text: str) -> set[str]:
+    """The terms a statement says: its tokens without link addresses and HTML tags (`_ADDRESS`)."""
+    return set(tokenize(_ADDRESS.sub(" ", text)))
 
 
 def fenced_lines(passage: str) -> list[str]:
@@ -267,6 +278,8 @@ def _introduced_lines(passage: str, sentence: str) -> tuple[list[str], int]:
             shown += [f"`{text}`"] if text else []
         elif item := _ITEM.match(line):
             shown.append(item.group(1))
+        elif shown and text and line[:1].isspace():  # a list item wrapped onto an indented line
+            shown[-1] += f" {text}"
         elif text or shown:
             break
         end += len(line)

@@ -79,8 +79,15 @@ def wraps(line: str, following: str) -> bool:
         return False
     if start.islower() and (end.isalnum() or end in ",(-"):
         return True
+    if _opens_unclosed(line) and (end.isalnum() or end in ",-"):  # It's the "Command / Line Interface Creation Kit".
+        return True
     return bool(HAN_CHAR.match(start) and _JOINS_HAN.match(end)) and (
         _width(line.strip()) >= WRAPPED_WIDTH * _width(following.strip()))
+
+
+def _opens_unclosed(line: str) -> bool:
+    """Whether a line leaves a quotation or a parenthesis open: what follows goes on inside it."""
+    return line.count('"') % 2 == 1 or line.count("(") > line.count(")")
 
 
 def _width(text: str) -> int:

@@ -29,7 +29,7 @@ from rag_app.calibration import (
 from rag_app.config import SearchOptions
 from rag_app.index import Index, Query
 from rag_app.index.backend import SearchRequest
-from rag_app.index.lexical import tokenize
+from rag_app.index.lexical import tokenize, versionless
 from rag_app.language import fence_marked, is_cjk, split_sentences
 from rag_app.models.embedder import Embedder, RememberingEmbedder
 from rag_app.rerank import Reranker
@@ -262,6 +262,17 @@ class SecondJudge:
                 for hit, other in zip(top, again, strict=True)] + hits[k:]
 
 
+def respelled(query: Query, frequencies: Mapping[str, int]) -> Query | None:
+    """The query with each term that no passage holds and that ends in a version number read as the name alone,
+    or None where there is none: "What is Jinja2 used for?" over a README that says "Jinja" was found by meaning
+    alone and refused (relevance 0.43). A second search is the cost, paid only by such questions."""
+    names = {token: name for token in set(query.tokens) if not frequencies.get(token) and (name := versionless(token))}
+    if not names:
+        return None
+    return replace(query, tokens=tuple(names.get(token, token) for token in query.tokens),
+                   terms=tuple(names.get(term, term) for term in query.terms))
+
+
 def keep_best(hits: list[Hit], query: Query, k: int) -> list[Hit]:
     return hits[:k]
 
@@ -379,6 +390,9 @@ class Retriever:
         rows = ROWS_PER_PASSAGE * depth
         request = SearchRequest.from_options(options, rows=rows)
         found = self.index.search(query, request)
+        if (respelled_query := respelled(query, found.document_frequencies)) is not None:
+            query = respelled_query
+            found = self.index.search(query, request)
         hits = drop_near_duplicates(found.hits, query, found.vectors, depth)
         if len(hits) < depth and len(found.hits) >= rows:  # copies ate the margin: read them all
             found = self.index.search(query, replace(request, rows=None))

@@ -233,6 +233,11 @@ def test_a_hard_wrapped_line_does_not_end_its_sentence():
     assert split_sentences(f"{heading}\n{sentence}") == [heading, sentence]
     row = "里程碑: 迁移演练 | 负责人: 李强 | 截止日期: 7月15日"  # a DOCX table row above a paragraph
     assert split_sentences(f"{row}\n外部顾问的预算上限为十二万欧元。") == [row, "外部顾问的预算上限为十二万欧元。"]
+    # A quotation or parenthesis left open goes on in the next line, whatever its case.
+    assert split_sentences('It\'s the "Command\nLine Interface Creation Kit".') == [
+        'It\'s the "Command\nLine Interface Creation Kit".']
+    assert split_sentences("Use the client (also called the\nCLI) for scripts.") == [
+        "Use the client (also called the\nCLI) for scripts."]
     answer = extract("How do I limit Ollama to some of my NVIDIA GPUs?", WRAPPED, "gpu.md")[0]
     assert "CUDA_VISIBLE_DEVICES" in answer.text and "\n" not in answer.text
     assert answer.evidence in WRAPPED and "\n" in answer.evidence
@@ -356,3 +361,52 @@ def test_a_question_quoted_as_an_example_does_not_keep_its_sentence_from_answeri
     answer = extract("Can I ask follow-up questions?", FOLLOW_UP)
     assert answer[0].text.startswith("The `history` argument holds the earlier turns of the conversation")
     assert statement('Try asking "What is the default port?" now.') is None, "the relevance test reads it whole"
+
+
+HTTP_CLIENT = ("## Features\n\n* HTTP/1.1 [and HTTP/2 support](https://www.python-httpclient.org/http2/).\n"
+               "* Standard synchronous interface, but with [async support](https://www.python-httpclient.org/async/).\n\n"
+               "## Installation\n\nHttpclient requires Python 3.8+.\n")
+
+
+def test_a_links_address_is_not_what_its_sentence_says():
+    """"python" and "httpclient" lie only in the links' addresses: the sentence that says them answers."""
+    answer = extract("What Python versions does httpclient support?", HTTP_CLIENT)
+    assert answer[0].text == "Httpclient requires Python 3.8+."
+
+
+def test_an_html_first_line_names_no_topic():
+    """A README that opens with a logo (`<img src=".../click/...">`) has no title whose words would weigh less as
+    the topic's: the sentence that names the package answers, not another package's sentence ranked first."""
+    logo = '<div align="center"><img src="https://example.org/pallets/click/click-name.svg" height="150"></div>\n\n'
+    other = Hit(Chunk("## Programs\n\nThe other package provides a terminal program.\n", "other.md", id=2), 1.0,
+                number=1)
+    click = Hit(Chunk(logo + "# Click\n\nClick is a package of tools for interfaces.\n", "click.md", id=1, ordinal=0),
+                0.9, number=2)
+    ranked = rank_statements("Which tools does click provide?", [other, click])
+    assert ranked[0].text == "Click is a package of tools for interfaces."
+
+
+def test_a_command_line_question_does_not_ask_for_a_command():
+    """"Which command-line ..." asks about a thing, not for a command to run: code gains nothing."""
+    text = ("The tool offers colour and verbosity options for scripts.\n\nTo see every command, run:\n\n```shell\n"
+            "tool --help\n```\n")
+    assert extract("Which command-line options does the tool offer?", text)[0].text == (
+        "The tool offers colour and verbosity options for scripts.")
+    assert "tool --help" in extract("Which command shows every command?", text)[0].text
+
+
+JINJA = ("# Jinja\n\nJinja is a fast, expressive, extensible templating engine.\n\nIt includes:\n\n"
+         "-   Template inheritance and inclusion.\n"
+         "-   HTML templates can use autoescaping to prevent XSS from untrusted\n"
+         "    user input.\n-   I18N support with Babel.\n")
+
+
+def test_a_list_item_wrapped_onto_an_indented_line_is_shown_whole():
+    answer = " ".join(sentence.text for sentence in extract("Which features does it include?", JINJA))
+    assert "It includes:" in answer and "from untrusted user input." in answer
+
+
+def test_a_list_item_chosen_beside_the_sentence_that_introduces_its_list_is_shown_once():
+    """The item and "It includes:" both answer "What is Jinja2 used for?"; the item is shown in its list only."""
+    answer = " ".join(sentence.text for sentence in extract("What is Jinja2 used for?", JINJA))
+    assert answer.count("autoescaping") == 1 and "It includes:" in answer

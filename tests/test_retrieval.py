@@ -201,6 +201,8 @@ LEGS = {
     "benz.txt": "Karl Benz built the earliest automobile, a three-wheeled motor wagon, in 1885.",
     "bicycle.txt": "The first bicycle race on record was held in a Paris park; the winner created a stir.",
     "train.txt": "The first passenger railway carried people who created their own timetables.",
+    "templates.txt": "Jinja is a fast, expressive, extensible templating engine. Special placeholders in the "
+                     "template allow writing code similar to Python syntax.",
 }
 
 
@@ -222,6 +224,14 @@ def test_a_rare_identifier_is_found_by_the_lexical_leg_and_by_hybrid(legs: Retri
     assert top(legs, query, "lexical")[0] == "crate.txt"
     assert "crate.txt" not in top(legs, query, "dense"), "the dense leg alone must miss it for this test to count"
     assert "crate.txt" in top(legs, query, "hybrid")
+
+
+def test_a_name_asked_with_a_version_number_finds_the_documents_that_write_it_without(legs: Retriever) -> None:
+    """"Jinja2" is no word of the documents, "Jinja" is: the lexical leg reads the name alone, and the passage is
+    relevant enough to answer from."""
+    assert top(legs, "Jinja2", "lexical")[:1] == ["templates.txt"]
+    hits = legs.search("What is Jinja2 used for?")
+    assert names(hits)[0] == "templates.txt" and Retriever.is_relevant(hits[:1])
 
 
 def test_a_paraphrase_is_found_by_the_dense_leg_and_by_hybrid(legs: Retriever) -> None:

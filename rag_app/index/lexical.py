@@ -30,6 +30,7 @@ _STOPWORDS = frozenset({
 _STEMMER = Stemmer.Stemmer("english")
 # Stored chunk tokens depend on this: an index whose `lexical_tokenizer` differs must be re-tokenised.
 TOKENIZER_VERSION = "snowball-words+cjk-bigrams-3"
+_VERSIONED = re.compile(r"([^\W\d_]{3,})\d{1,2}")
 
 
 def cjk_bigrams(run: str) -> list[str]:
@@ -55,6 +56,13 @@ def question_terms(question: str) -> list[str]:
         terms.extend(pair for start, pair in enumerate(cjk_bigrams(piece))
                      if not asking & {start, start + len(pair) - 1})
     return terms
+
+
+def versionless(token: str) -> str | None:
+    """The name in a token that ends in a version number ("jinja2" -> "jinja", "python3" -> "python"), stemmed as
+    `tokenize` stems a word; None for any other token."""
+    match = _VERSIONED.fullmatch(token)
+    return _STEMMER.stemWord(match.group(1)) if match else None
 
 
 def tokenize(text: str) -> list[str]:
