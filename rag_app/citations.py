@@ -12,7 +12,7 @@ from typing import NamedTuple
 import jieba
 
 from rag_app.index.lexical import cjk_bigrams, question_terms, tokenize, versionless
-from rag_app.language import HAN_CHAR, fence_marked, split_sentences
+from rag_app.language import HAN_CHAR, RST_CODE, fence_marked, split_sentences
 from rag_app.models.embedder import Embedder
 from rag_app.retrieval import asks, headings, statement, unquoted
 from rag_app.types import Hit
@@ -264,11 +264,18 @@ def _introduced_lines(passage: str, sentence: str) -> tuple[list[str], int]:
         return [], end
     shown: list[str] = []
     fenced = False
+    literal = sentence.endswith("::")  # reStructuredText: the indented lines after "::" or a code directive
     rest = passage[end:].splitlines(keepends=True)
     end += len(rest[0]) if rest else 0  # the rest of the sentence's own line
     for line in rest[1:]:
         text = line.strip()
-        if text.startswith("```"):
+        if literal and text and not line[:1].isspace():
+            break
+        if literal:
+            shown += [f"`{text}`"] if text and (shown or not text.startswith(":")) else []  # not ":linenos:"
+        elif RST_CODE.match(text) and not shown:
+            literal = True
+        elif text.startswith("```"):
             if fenced:
                 end += len(line)  # the closing fence ends what was introduced
             if fenced or shown:

@@ -44,6 +44,7 @@ _SENTENCE_SPLIT_IN_LINE = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])")
 # row, a quote, a fence, or a "key: value" line (a CSV record's, a label's).
 _OPENS_BLOCK = re.compile(r"[ \t]*(?:(?:[-*+•]|\d{1,3}[.)])\s|[#|>]|```|~~~|[^\W\d][\w ]{0,30}[:：])")
 CODE_FENCES = ("```", "~~~")
+RST_CODE = re.compile(r"\.\.\s+(?:code|code-block|sourcecode)::")
 WRAPPED_WIDTH = 0.6
 TABLE_CELLS = " | "  # between a table row's cells, as the HTML and DOCX loaders write them
 _JOINS_HAN = re.compile(f"[{HAN}，、（]")  # what Han text goes on after across a wrapped line
@@ -95,29 +96,52 @@ def _width(text: str) -> int:
     return len(text) + len(_EAST_ASIAN_CHAR.findall(text))
 
 
-def fence_marked(text: str) -> Iterator[tuple[str, bool]]:
-    """The text's lines, stripped, other than its code fences, each with whether it lies inside one."""
-    fenced = False
-    for line in text.splitlines():
+def is_fence(line: str, above: str, fenced: bool) -> bool:
+    """Whether a line opens or closes a code fence. Outside one, a line of tildes at least as wide as the line of
+    text right above it underlines a reStructuredText title ("Pandas Integration" / "~~~~~~~~~~~~~~~~~~"): read as
+    a fence, it had turned the rest of tqdm's README into code."""
+    stripped, title = line.strip(), above.strip()
+    if not stripped.startswith(CODE_FENCES):
+        return False
+    underline = set(stripped) == {"~"} and bool(title) and not title.startswith(CODE_FENCES) and (
+        _width(stripped) >= _width(title))
+    return fenced or not underline
+
+
+def code_marked(lines: Iterable[str]) -> Iterator[tuple[str, bool, bool]]:
+    """Each line, whether it is a code fence itself, and whether it lies inside code: a Markdown fence, or a
+    reStructuredText literal block (the indented lines after a line that ends with "::" or a code directive)."""
+    fenced = literal = False
+    above = ""
+    for line in lines:
         stripped = line.strip()
-        if stripped.startswith(CODE_FENCES):
+        if literal and stripped and not line[:1].isspace():
+            literal = False
+        fence = not literal and is_fence(line, above, fenced)
+        yield line, fence, fenced or literal
+        if fence:
             fenced = not fenced
-        else:
-            yield stripped, fenced
+        elif not fenced and not literal and (stripped.endswith("::") or RST_CODE.match(stripped)):
+            literal = True
+        above = line
+
+
+def fence_marked(text: str) -> Iterator[tuple[str, bool]]:
+    """The text's lines, stripped, other than its code fences, each with whether it lies inside code."""
+    for line, fence, inside in code_marked(text.splitlines()):
+        if not fence:
+            yield line.strip(), inside
 
 
 def prose_lines(text: str) -> list[str]:
-    """The text's lines, each line that wraps prose joined to the next (the line break kept); code fences kept
-    as they are."""
+    """The text's lines, each line that wraps prose joined to the next (the line break kept); code kept as it
+    is."""
     lines: list[str] = []
-    fenced = False
-    for line in text.split("\n"):
-        if lines and not fenced and wraps(lines[-1].rsplit("\n", 1)[-1], line):
+    for line, _, inside in code_marked(text.split("\n")):
+        if lines and not inside and wraps(lines[-1].rsplit("\n", 1)[-1], line):
             lines[-1] += "\n" + line
         else:
             lines.append(line)
-        if line.lstrip().startswith(CODE_FENCES):
-            fenced = not fenced
     return lines
 
 

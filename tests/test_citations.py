@@ -410,3 +410,23 @@ def test_a_list_item_chosen_beside_the_sentence_that_introduces_its_list_is_show
     """The item and "It includes:" both answer "What is Jinja2 used for?"; the item is shown in its list only."""
     answer = " ".join(sentence.text for sentence in extract("What is Jinja2 used for?", JINJA))
     assert answer.count("autoescaping") == 1 and "It includes:" in answer
+
+
+PANDAS_RST = ("Pandas Integration\n~~~~~~~~~~~~~~~~~~\n\nWe've added support for ``pandas`` -- here's an example\n"
+              "for ``DataFrame.progress_apply``:\n\n.. code:: python\n\n    import pandas as pd\n"
+              "    tqdm.pandas(desc=\"my bar!\")\n    df.progress_apply(lambda x: x**2)\n\nThe bar then moves.\n")
+PRICES_RST = ("Prices\n======\n\n.. code:: python\n\n    shown_price = price * 1.2  # the price shown, with tax\n\n"
+              "Every price in the shop includes 20% tax.\n")
+
+
+def test_restructuredtext_titles_and_code_blocks_are_read_as_such():
+    """A title's "~~~~" underline opens no code fence (it had turned the rest of a README into code), and the
+    indented lines after "::" or ".. code::" are code: shown with the sentence that introduces them to a how-to
+    question, and no answer to any other question. A Markdown "~~~" fence is still one."""
+    from rag_app.language import fence_marked
+
+    assert "here's an example\nfor ``DataFrame.progress_apply``:" in split_sentences(PANDAS_RST)[2]
+    answer = extract("How can I use tqdm with pandas?", PANDAS_RST)[0].text
+    assert answer.startswith("We've added support") and '`tqdm.pandas(desc="my bar!")`' in answer
+    assert extract("Are prices shown with tax?", PRICES_RST)[0].text == "Every price in the shop includes 20% tax."
+    assert ("print(1)", True) in list(fence_marked("Some text.\n\n~~~\nprint(1)\n~~~\n"))
