@@ -217,6 +217,16 @@ def test_off_topic_questions_are_refused_without_asking_the_model(any_embedder_i
     assert all(hit.relevance < 0.5 and hit.number == 0 for hit in answer.closest)
 
 
+def test_a_chinese_question_refused_over_english_passages_says_to_ask_in_english(any_embedder_index, llm):
+    """The fact corpus is English: a refused Chinese question says its closest passages are English and to ask in
+    English, whatever the embedder; a refused English question says no more."""
+    agent, scripted = agent_with(any_embedder_index, llm, "never asked", "auto")
+    chinese, english = agent.ask("比特币是什么？"), agent.ask("Who wrote Moby-Dick?")
+    assert chinese.abstained and english.abstained and scripted.requests == []
+    assert chinese.notice == "找到的最接近的段落都是英文的，中文问题很难与英文段落对上：请用英文再问一次。"
+    assert english.notice == ""
+
+
 def test_a_question_to_an_empty_index_says_it_holds_no_documents(tmp_path_factory, llm):
     """A new index answers "not found" with what to do about it, in the question's language."""
     location = ingest_files(tmp_path_factory, "empty", {}, "all-MiniLM-L6-v2")
