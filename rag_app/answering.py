@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rag_app.attribution import Attributor, render, separator
-from rag_app.citations import answer_terms, following, introduced, rank_statements
+from rag_app.citations import answer_terms, following, introduced, rank_statements, readable
 from rag_app.config import AnswerMode, GenerationSettings
 from rag_app.index.lexical import tokenize
 from rag_app.language import complete_sentences, is_cjk, unwrapped
@@ -85,7 +85,8 @@ def extractive_sentences(question: str, hits: Sequence[Hit], embedder: Embedder 
         after = following(hits[ranked[0].position].text, ranked[0].sentence)
         chosen[1:1] = [(after, ranked[0].position)] if after else []
     shown = dict.fromkeys(chosen)  # two clauses of one sentence: once
-    answer = [AnswerSentence(" ".join(filter(None, (unwrapped(sentence), introduced(hits[position].text, sentence)))),
+    answer = [AnswerSentence(" ".join(filter(None, (readable(unwrapped(sentence)), introduced(hits[position].text,
+                                                                                         sentence)))),
                              (hits[position].number,), supported=True, support=1.0, evidence=sentence)
               for sentence, position in shown]
     # A list item chosen beside the sentence that introduces its list ("It includes:") is shown once, in the list.

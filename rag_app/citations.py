@@ -57,6 +57,9 @@ _ENDED = re.compile(r"[.!?。！？；;]$")
 # "What Python versions does httpx support?"; a README's first line `<div><img src=".../click/.../click-name.svg">`
 # made "click" a title word, weighed as a topic (TOPIC_WEIGHT), so another package's sentence answered about Click.
 _ADDRESS = re.compile(r"(?<=\])\([^)\s]*\)|<[^>\n]*>|\bhttps?://\S+")
+_CODE_SPAN = re.compile(r"(`[^`\n]*`)")
+_HTML_TAG = re.compile(r"</?(?:a|b|br|center|code|div|em|h[1-6]|i|img|kbd|li|ol|p|picture|source|span|strong|sub|sup|"
+                       r"table|td|th|tr|u|ul)\b[^>]*>", re.IGNORECASE)
 INTRODUCED_LINES = 12  # of a longer list or code block an answer shows the first ones: it is read, not scrolled
 
 jieba.setLogLevel(logging.WARNING)  # it announces loading its dictionary on stderr
@@ -205,6 +208,15 @@ def _passage_candidates(position: int, passage: str, terms: set[str], how_to: bo
                 candidates.append(_Candidate(position, text, words, shown or shown_part, asked, code))
         asked = asked and shown is None
     return candidates
+
+
+def readable(text: str) -> str:
+    """The text as a reader of the rendered page sees it: HTML tags outside `code spans` dropped
+    ('<p align="center"><strong>HTTPX</strong> <em>- A next-generation HTTP client</em></p>' -> "HTTPX - A
+    next-generation HTTP client")."""
+    pieces = _CODE_SPAN.split(text)
+    return "".join(piece if number % 2 else re.sub(r"  +", " ", _HTML_TAG.sub("", piece))
+                   for number, piece in enumerate(pieces)).strip()
 
 
 def said_words(text: str) -> set[str]:

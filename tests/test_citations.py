@@ -430,3 +430,11 @@ def test_restructuredtext_titles_and_code_blocks_are_read_as_such():
     assert answer.startswith("We've added support") and '`tqdm.pandas(desc="my bar!")`' in answer
     assert extract("Are prices shown with tax?", PRICES_RST)[0].text == "Every price in the shop includes 20% tax."
     assert ("print(1)", True) in list(fence_marked("Some text.\n\n~~~\nprint(1)\n~~~\n"))
+
+
+def test_an_answer_shows_html_as_its_reader_sees_it():
+    """A README's HTML line is shown without its tags; a tag inside a code span is code and stays."""
+    text = ('<p align="center"><strong>Httpclient</strong> <em>- A next-generation HTTP client for Python.</em></p>\n\n'
+            "Wrap the output in `<div>` tags to embed it.\n")
+    assert extract("What is httpclient?", text)[0].text == "Httpclient - A next-generation HTTP client for Python."
+    assert extract("How do I embed the output?", text)[0].text == "Wrap the output in `<div>` tags to embed it."
