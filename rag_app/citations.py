@@ -57,6 +57,7 @@ _ENDED = re.compile(r"[.!?。！？；;]$")
 # "What Python versions does httpx support?"; a README's first line `<div><img src=".../click/.../click-name.svg">`
 # made "click" a title word, weighed as a topic (TOPIC_WEIGHT), so another package's sentence answered about Click.
 _ADDRESS = re.compile(r"(?<=\])\([^)\s]*\)|<[^>\n]*>|\bhttps?://\S+")
+_USED_FOR = re.compile(r"\bused for\b", re.IGNORECASE)
 _CODE_SPAN = re.compile(r"(`[^`\n]*`)")
 _HTML_TAG = re.compile(r"</?(?:a|b|br|center|code|div|em|h[1-6]|i|img|kbd|li|ol|p|picture|source|span|strong|sub|sup|"
                        r"table|td|th|tr|u|ul)\b[^>]*>", re.IGNORECASE)
@@ -84,6 +85,8 @@ def answer_terms(question: str) -> set[str]:
     gold in answer: even half (tuning) 0.815 -> 0.829 (n=444 answered), odd half 0.837 -> 0.853 (n=504)."""
     terms = question_terms(question)
     terms += [name for term in terms if (name := versionless(term))]  # "Jinja2": a README says "Jinja"
+    if _USED_FOR.search(question):  # "What is Jinja used for?" asks what it is, not for a sentence that says "use"
+        terms = [term for term in terms if term != "use"]
     if not HAN_CHAR.search(question):
         return set(terms)
     within = {pair for word in jieba.cut(question.lower()) if len(word) > 1 for pair in cjk_bigrams(word)}

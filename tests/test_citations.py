@@ -407,8 +407,8 @@ def test_a_list_item_wrapped_onto_an_indented_line_is_shown_whole():
 
 
 def test_a_list_item_chosen_beside_the_sentence_that_introduces_its_list_is_shown_once():
-    """The item and "It includes:" both answer "What is Jinja2 used for?"; the item is shown in its list only."""
-    answer = " ".join(sentence.text for sentence in extract("What is Jinja2 used for?", JINJA))
+    """The item and "It includes:" both answer "What can templates use?"; the item is shown in its list only."""
+    answer = " ".join(sentence.text for sentence in extract("What can templates use?", JINJA))
     assert answer.count("autoescaping") == 1 and "It includes:" in answer
 
 
@@ -438,3 +438,9 @@ def test_an_answer_shows_html_as_its_reader_sees_it():
             "Wrap the output in `<div>` tags to embed it.\n")
     assert extract("What is httpclient?", text)[0].text == "Httpclient - A next-generation HTTP client for Python."
     assert extract("How do I embed the output?", text)[0].text == "Wrap the output in `<div>` tags to embed it."
+
+
+def test_what_a_thing_is_used_for_is_answered_by_what_it_is():
+    """"used for" asks what the thing is; a sentence that only says "use" does not answer it."""
+    assert extract("What is Jinja2 used for?", JINJA)[0].text == (
+        "Jinja is a fast, expressive, extensible templating engine.")
