@@ -96,7 +96,7 @@ def _width(text: str) -> int:
     return len(text) + len(_EAST_ASIAN_CHAR.findall(text))
 
 
-def is_fence(line: str, above: str, fenced: bool) -> bool:
+def _is_fence(line: str, above: str, fenced: bool) -> bool:
     """Whether a line opens or closes a code fence. Outside one, a line of tildes at least as wide as the line of
     text right above it underlines a reStructuredText title ("Pandas Integration" / "~~~~~~~~~~~~~~~~~~"): read as
     a fence, it had turned the rest of tqdm's README into code."""
@@ -108,7 +108,7 @@ def is_fence(line: str, above: str, fenced: bool) -> bool:
     return fenced or not underline
 
 
-def code_marked(lines: Iterable[str]) -> Iterator[tuple[str, bool, bool]]:
+def _code_marked(lines: Iterable[str]) -> Iterator[tuple[str, bool, bool]]:
     """Each line, whether it is a code fence itself, and whether it lies inside code: a Markdown fence, or a
     reStructuredText literal block (the indented lines after a line that ends with "::" or a code directive)."""
     fenced = literal = False
@@ -117,7 +117,7 @@ def code_marked(lines: Iterable[str]) -> Iterator[tuple[str, bool, bool]]:
         stripped = line.strip()
         if literal and stripped and not line[:1].isspace():
             literal = False
-        fence = not literal and is_fence(line, above, fenced)
+        fence = not literal and _is_fence(line, above, fenced)
         yield line, fence, fenced or literal
         if fence:
             fenced = not fenced
@@ -128,7 +128,7 @@ def code_marked(lines: Iterable[str]) -> Iterator[tuple[str, bool, bool]]:
 
 def fence_marked(text: str) -> Iterator[tuple[str, bool]]:
     """The text's lines, stripped, other than its code fences, each with whether it lies inside code."""
-    for line, fence, inside in code_marked(text.splitlines()):
+    for line, fence, inside in _code_marked(text.splitlines()):
         if not fence:
             yield line.strip(), inside
 
@@ -137,7 +137,7 @@ def prose_lines(text: str) -> list[str]:
     """The text's lines, each line that wraps prose joined to the next (the line break kept); code kept as it
     is."""
     lines: list[str] = []
-    for line, _, inside in code_marked(text.split("\n")):
+    for line, _, inside in _code_marked(text.split("\n")):
         if lines and not inside and wraps(lines[-1].rsplit("\n", 1)[-1], line):
             lines[-1] += "\n" + line
         else:
