@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-import jieba
-
-from rag_app.index.lexical import cjk_bigrams, question_terms, tokenize, versionless
-from rag_app.language import HAN_CHAR, RST_CODE, fence_marked, split_sentences
+from rag_app.index.lexical import question_terms, tokenize, versionless
+from rag_app.language import RST_CODE, fence_marked, split_sentences
 from rag_app.models.embedder import Embedder
 from rag_app.retrieval import asks, headings, statement, unquoted
 from rag_app.types import Hit
@@ -63,8 +60,6 @@ _HTML_TAG = re.compile(r"</?(?:a|b|br|center|code|div|em|h[1-6]|i|img|kbd|li|ol|
                        r"table|td|th|tr|u|ul)\b[^>]*>", re.IGNORECASE)
 INTRODUCED_LINES = 12  # of a longer list or code block an answer shows the first ones: it is read, not scrolled
 
-jieba.setLogLevel(logging.WARNING)  # it announces loading its dictionary on stderr
-
 
 def cited_numbers(text: str) -> tuple[int, ...]:
     """The passage numbers a text cites, in order of first mention."""
@@ -78,20 +73,14 @@ def strip_citations(text: str) -> str:
 
 
 def answer_terms(question: str) -> set[str]:
-    """The question's terms without the Chinese character pairs that straddle two of its words (jieba's): "认端" in
-    "默认端口是多少" occurs only where a passage repeats the phrase, so as the rarest term it outweighed the words
-    themselves ("说明有其他程序正在使用默认端口" over "端口号，默认 7860"). The index keeps every pair (its recall);
-    this is only for choosing the sentence that answers. bench/tune_extractive.py's ranking on cmrc2018-trial,
-    gold in answer: even half (tuning) 0.815 -> 0.829 (n=444 answered), odd half 0.837 -> 0.853 (n=504)."""
+    """The question's terms (`question_terms`: of Chinese, the character pairs inside its words) for choosing the
+    sentence that answers, with a versioned name's bare name and without "use" where it asks what a thing is used
+    for."""
     terms = question_terms(question)
     terms += [name for term in terms if (name := versionless(term))]  # "Jinja2": a README says "Jinja"
     if _USED_FOR.search(question):  # "What is Jinja used for?" asks what it is, not for a sentence that says "use"
         terms = [term for term in terms if term != "use"]
-    if not HAN_CHAR.search(question):
-        return set(terms)
-    within = {pair for word in jieba.cut(question.lower()) if len(word) > 1 for pair in cjk_bigrams(word)}
-    kept = {term for term in terms if term in within or len(term) == 1 or not HAN_CHAR.search(term)}
-    return kept or set(terms)
+    return set(terms)
 
 
 @dataclass(frozen=True)

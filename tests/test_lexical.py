@@ -71,7 +71,15 @@ def test_question_terms_leave_out_what_is_asked_for() -> None:
     # "colour" names what is asked; the passage that answers says "green", so it must not dilute relevance
     assert question_terms("What colour is the Vexmoor lighthouse beam?") == ["vexmoor", "lighthous", "beam"]
     assert question_terms("How many years did it take?") == ["take"]
-    assert question_terms("长江有多长？") == ["长江", "江有"]
+    assert question_terms("长江有多长？") == ["长江"]
+
+
+def test_chinese_question_terms_are_the_pairs_inside_its_words() -> None:
+    """"器一" and "叠了" straddle 编码器|一共|叠|了: a passage that answers holds them only where it repeats the phrase,
+    and as the rarest terms they made its coverage of the question look low."""
+    terms = question_terms("最初用于机器翻译的 Transformer，编码器一共叠了几层？")
+    assert terms == ["最初", "用于", "机器", "器翻", "翻译", "transform", "编码", "码器", "一共"]
+    assert question_terms("叠了") == ["叠了"]  # a run with no pair inside a word keeps its pairs
 
 
 def test_question_terms_leave_out_who_asks() -> None:

@@ -7,6 +7,7 @@ jieba segmentation with no dictionary to disagree between query and passage; Sno
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ import bm25s
 import numpy as np
 import Stemmer
 
-from rag_app.language import ASKER_WORDS_EN, HAN, QUESTION_WORDS_EN, QUESTION_WORDS_ZH
+from rag_app.language import ASKER_WORDS_EN, HAN, HAN_CHAR, QUESTION_WORDS_EN, QUESTION_WORDS_ZH
 
 # Han runs and other word runs apart: "\w" also matches Han, so "POWER6是IBM于2007年推出" was one token.
 _TOKEN = re.compile(rf"[{HAN}]+|[^\W_{HAN}]+", re.UNICODE)
@@ -42,9 +43,13 @@ def question_terms(question: str) -> list[str]:
     """The terms of a question that say what it is about: its tokens without the Chinese question words and the
     character pairs that straddle them ("在哪", "哪些", "些地" in "分布在哪些地区"), which a passage that answers
     the question does not contain; likewise English words that name what is asked for ("colour", "year") and
-    those that name who asks ("my", "we")."""
+    those that name who asks ("my", "we"). Of a Chinese run, only the pairs inside one of its words (jieba's) are
+    terms: "叠了" and "器一" in "编码器一共叠了几层" occur only where a passage repeats the phrase, and as the rarest
+    terms they outweighed the words themselves (`_pairs_within_words`)."""
+    lowered = question.lower()
+    within = _pairs_within_words(lowered) if HAN_CHAR.search(lowered) else set()
     terms: list[str] = []
-    for match in _TOKEN.finditer(question.lower()):
+    for match in _TOKEN.finditer(lowered):
         piece = match.group()
         if not _HAN_RUN.match(piece):
             if piece.removesuffix("s") not in QUESTION_WORDS_EN and piece not in ASKER_WORDS_EN:
@@ -53,9 +58,21 @@ def question_terms(question: str) -> list[str]:
         asking = set()
         for word in QUESTION_WORDS_ZH.finditer(piece):
             asking.update(range(word.start(), word.end()))
-        terms.extend(pair for start, pair in enumerate(cjk_bigrams(piece))
-                     if not asking & {start, start + len(pair) - 1})
+        pairs = [(match.start() + start, pair) for start, pair in enumerate(cjk_bigrams(piece))
+                 if not asking & {start, start + len(pair) - 1}]
+        inside = [pair for start, pair in pairs if len(pair) == 1 or start in within]
+        terms.extend(inside or [pair for _, pair in pairs])
     return terms
+
+
+def _pairs_within_words(text: str) -> set[int]:
+    """Where in `text` a character pair starts that lies inside one word of jieba's segmentation. jieba is imported
+    here, for Chinese questions only: its dictionary takes 0.9 s to load on first use."""
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)  # it announces loading its dictionary on stderr
+    return {start for word, begin, end in jieba.tokenize(text) if end - begin > 1
+            for start in range(begin, end - 1)}
 
 
 def versionless(token: str) -> str | None:
