@@ -93,3 +93,17 @@ def test_question_terms_leave_out_who_asks() -> None:
     assert term_coverage(question_terms("Is my data sent anywhere?"), passage) > term_coverage(
         tokenize("Is my data sent anywhere?"), passage)
     assert "us" in question_terms("What is the US population?")
+
+
+def test_a_question_term_covers_a_word_of_the_same_stem() -> None:
+    """Snowball stems "embedding" to "embed" and "embedder" to "embedd": the guide's "The default embedder ..." must
+    cover "Which embedding model is used by default?"; a short word does not stand for a longer one ("sent" is no
+    "sentence"), nor a number for another."""
+    from rag_app.retrieval import term_coverage
+
+    question = question_terms("Which embedding model is used by default?")
+    embedder = term_coverage(question, "The default embedder for English documents is all-MiniLM-L6-v2.")
+    assert embedder == term_coverage(question, "The default embedding for English documents is all-MiniLM-L6-v2.")
+    assert embedder > term_coverage(question, "The default for English documents is all-MiniLM-L6-v2.") > 0
+    assert term_coverage(["sent"], "Each sentence is checked.") == 0.0
+    assert term_coverage(["20000"], "About 200000 chunks.") == 0.0
