@@ -122,11 +122,12 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     seconds an answer ("蓝线裸顶鲷 [1]"). A candidate must say something the question does not (a term outside it)
     and share a term with the question or, with an embedder, be close to it in meaning (cosine at least
     `meaning_cosine`, the embedder's own relevance threshold). Score: the share of the question's terms it
-    contains (a word of the same stem counting, `retrieval.occurs`), each weighted by how rare it is among the candidates (a term every sentence shares says nothing about
-    which one answers) and less when it is in a title (TOPIC_WEIGHT), plus COSINE_WEIGHT times its cosine to the
-    question, less RANK_WEIGHT per place its passage ranks below the first, plus HEADING_WEIGHT for the first
-    statement under a Markdown heading that asks the question, plus CODE_WEIGHT for a statement that shows code
-    when the question asks how to do something (`_HOW_TO`). The question's terms are `answer_terms`; candidates
+    contains (a word of the same stem counting, `retrieval.occurs`), each weighted by how rare it is among the
+    candidates (a term every sentence shares says nothing about which one answers) and less when it is in a title
+    (TOPIC_WEIGHT), plus COSINE_WEIGHT times its cosine to the question, less RANK_WEIGHT per place its passage
+    ranks below the first, plus HEADING_WEIGHT for the first statement under a Markdown heading that asks the
+    question, plus CODE_WEIGHT for a statement that shows code when the question asks how to do something
+    (`_HOW_TO`). The question's terms are `answer_terms`; candidates
     are sentences and their clauses (split at ";" and "；"), each with the whole sentence it belongs to, which is
     what an answer shows, and short labels ending with a colon ("For Homebrew:") read with the list or code they
     introduce.
