@@ -11,7 +11,7 @@ from typing import NamedTuple
 from rag_app.index.lexical import question_terms, tokenize, versionless
 from rag_app.language import RST_CODE, fence_marked, split_sentences
 from rag_app.models.embedder import Embedder
-from rag_app.retrieval import asks, headings, occurs, statement, unquoted
+from rag_app.retrieval import Words, asks, headings, statement, unquoted
 from rag_app.types import Hit
 
 CITATION = re.compile(r"[\[［【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]］】]")
@@ -122,7 +122,7 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     seconds an answer ("蓝线裸顶鲷 [1]"). A candidate must say something the question does not (a term outside it)
     and share a term with the question or, with an embedder, be close to it in meaning (cosine at least
     `meaning_cosine`, the embedder's own relevance threshold). Score: the share of the question's terms it
-    contains (a word of the same stem counting, `retrieval.occurs`), each weighted by how rare it is among the
+    contains (a word of the same stem counting, `retrieval.Words`), each weighted by how rare it is among the
     candidates (a term every sentence shares says nothing about which one answers) and less when it is in a title
     (TOPIC_WEIGHT), plus COSINE_WEIGHT times its cosine to the question, less RANK_WEIGHT per place its passage
     ranks below the first, plus HEADING_WEIGHT for the first statement under a Markdown heading that asks the
@@ -146,7 +146,7 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     if not candidates:
         return []
     # the question's terms each candidate says, a word of the same stem counting ("embedder" for "embedding")
-    said = [{term for term in terms if occurs(term, found.words)} for found in candidates]
+    said = [{term for term in terms if term in stated} for stated in (Words(found.words) for found in candidates)]
     frequency = {term: sum(term in words for words in said) for term in terms}
     weight = {term: math.log1p(len(candidates) / count) * (topic_weight if term in topic else 1.0)
               for term, count in frequency.items() if count}
