@@ -127,10 +127,9 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     (TOPIC_WEIGHT), plus COSINE_WEIGHT times its cosine to the question, less RANK_WEIGHT per place its passage
     ranks below the first, plus HEADING_WEIGHT for the first statement under a Markdown heading that asks the
     question, plus CODE_WEIGHT for a statement that shows code when the question asks how to do something
-    (`_HOW_TO`). The question's terms are `answer_terms`; candidates
-    are sentences and their clauses (split at ";" and "；"), each with the whole sentence it belongs to, which is
-    what an answer shows, and short labels ending with a colon ("For Homebrew:") read with the list or code they
-    introduce.
+    (`_HOW_TO`). The question's terms are `answer_terms`; candidates are sentences and their clauses (split at ";"
+    and "；"), each with the whole sentence it belongs to, which is what an answer shows, and short labels ending
+    with a colon ("For Homebrew:") read with the list or code they introduce.
     """
     terms = answer_terms(question)
     how_to = bool(_HOW_TO.search(question))
@@ -146,7 +145,7 @@ def rank_statements(question: str, hits: Sequence[Hit], embedder: Embedder | Non
     if not candidates:
         return []
     # the question's terms each candidate says, a word of the same stem counting ("embedder" for "embedding")
-    said = [{term for term in terms if term in stated} for stated in (Words(found.words) for found in candidates)]
+    said = [{term for term in terms if term in words} for words in (Words(found.words) for found in candidates)]
     frequency = {term: sum(term in words for words in said) for term in terms}
     weight = {term: math.log1p(len(candidates) / count) * (topic_weight if term in topic else 1.0)
               for term, count in frequency.items() if count}

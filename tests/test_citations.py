@@ -444,3 +444,11 @@ def test_what_a_thing_is_used_for_is_answered_by_what_it_is():
     """"used for" asks what the thing is; a sentence that only says "use" does not answer it."""
     assert extract("What is Jinja2 used for?", JINJA)[0].text == (
         "Jinja is a fast, expressive, extensible templating engine.")
+
+
+def test_the_sentence_that_answers_in_a_word_of_the_same_stem_is_chosen():
+    """"embedding" and "embedder" share a stem: the sentence naming the default embedder answers "Which embedding
+    model is used by default?", not the one that repeats "model" and "default"."""
+    text = "Both models run on your computer. The default language model is SmolLM2. The default embedder is X."
+    assert extract("Which embedding model is used by default?", text)[0].text == (
+        "The default embedder is X.")
