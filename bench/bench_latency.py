@@ -189,25 +189,32 @@ class Timings:
         return taken
 
 
-def load_topics(args: argparse.Namespace) -> tuple[list, list[str], str, Embedder, Path, np.ndarray]:
-    """Documents, query texts, their source, the embedder, the index folder and the cached topic centres."""
+def load_topics(embedder: Embedder, directory: Path, topics: int) -> tuple[list, list[str], str, np.ndarray]:
+    """The first `topics` documents, query texts, their source and the documents' cached topic centres."""
     documents, queries, source = load_documents()
-    embedder = load_embedder(DEFAULT_EMBEDDER)
-    directory = Path(args.index_dir)
-    centres = topic_centres(embedder, [title for title, _ in documents[: args.topics]],
+    documents = documents[:topics]
+    centres = topic_centres(embedder, [title for title, _ in documents],
                             directory.parent / f"{directory.name}-centres.npy")
-    return documents, queries, source, embedder, directory, centres
+    return documents, queries, source, centres
+
+
+def ensure_index(directory: Path, embedder: Embedder, chunks: int = 100_000, topics: int = 1500,
+                 seed: int = 7) -> list[str]:
+    """The synthetic index of `chunks` chunks at `directory`, reused when it is there; the query texts."""
+    documents, queries, source, centres = load_topics(embedder, directory, topics)
+    print(f"data: {source}; {len(documents)} topic centres embedded with {embedder.name}")
+    if existing_chunks(directory) == chunks:
+        print(f"index: reusing {directory} ({chunks} chunks)")
+    else:
+        seconds = build_index(directory, embedder, documents, centres, chunks, seed)
+        print(f"index: wrote {chunks} chunks through the local backend in {seconds:.1f} s")
+    return queries
 
 
 def measure_latency(args: argparse.Namespace) -> None:
-    documents, queries, source, embedder, directory, centres = load_topics(args)
-    documents = documents[: len(centres)]
-    print(f"data: {source}; {len(documents)} topic centres embedded with {embedder.name}")
-    if existing_chunks(directory) == args.chunks:
-        print(f"index: reusing {directory} ({args.chunks} chunks)")
-    else:
-        seconds = build_index(directory, embedder, documents, centres, args.chunks, args.seed)
-        print(f"index: wrote {args.chunks} chunks through the local backend in {seconds:.1f} s")
+    embedder = load_embedder(DEFAULT_EMBEDDER)
+    directory = Path(args.index_dir)
+    queries = ensure_index(directory, embedder, args.chunks, args.topics, args.seed)
     use_vector_index(directory, embedder, args.vector_index)
     index = Index.open(directory, embedder)
     started = time.perf_counter()
@@ -308,7 +315,8 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def measure_ann(args: argparse.Namespace) -> None:
-    documents, query_texts, source, embedder, _, centres = load_topics(args)
+    embedder = load_embedder(DEFAULT_EMBEDDER)
+    _, query_texts, source, centres = load_topics(embedder, Path(args.index_dir), args.topics)
     database = clustered_vectors(centres, args.size, args.seed)
     ids = np.arange(args.size, dtype=np.int64)
     picked = random.Random(args.seed).sample(query_texts, min(args.ann_queries, len(query_texts)))

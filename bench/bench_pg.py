@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.bench_latency import SCIFACT, build_index, load_documents, topic_centres
+from bench.bench_latency import SCIFACT, ensure_index
 from bench.machine import describe_machine
 from ingest.pipeline import ingest
 from rag_app.config import SearchOptions
@@ -100,11 +100,7 @@ def ingest_time(args: argparse.Namespace, url: str) -> None:
 def latency(args: argparse.Namespace, url: str) -> None:
     """Part 3: query latency per mode at 100k chunks, local against its copy in PostgreSQL."""
     embedder = load_embedder("all-MiniLM-L6-v2", "cpu")
-    if not Index.exists(args.large_index):
-        documents, titles, _ = load_documents()
-        centres = topic_centres(embedder, titles, args.large_index.parent / "centres.npy")
-        seconds = build_index(args.large_index, embedder, documents, centres, 100_000, 7)
-        print(f"  built {args.large_index} in {seconds:.0f} s")
+    ensure_index(args.large_index, embedder)
     with Index.open(args.large_index, embedder) as index:
         chunks = index.stats()["chunks"]
     print(f"\n## Latency at {chunks} chunks "

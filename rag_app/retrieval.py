@@ -412,11 +412,10 @@ class Retriever:
         options = options or SearchOptions()
         if not text.strip():
             return []
-        query = self.index.query(text)
         depth = max(options.k, options.rerank_depth if self.reranker is not None else 0)
         rows = ROWS_PER_PASSAGE * depth
         request = SearchRequest.from_options(options, rows=rows)
-        found = self.index.search(query, request)
+        query, found = self.index.find(text, request)
         if (respelled_query := respelled(query, found.document_frequencies)) is not None:
             query = respelled_query
             found = self.index.search(query, request)

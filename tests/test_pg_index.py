@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,6 @@ from rag_app.config import ChunkingSettings, IngestOptions
 from rag_app.index import EmbedderMismatchError, Index, IndexCorruptError, IndexError_, IndexNotFoundError
 from rag_app.index.backend import SearchRequest
 from rag_app.index.pg_server import make_url
-from rag_app.index.pg_sql import path_filter
 from tests.backends import child_environment, fresh_location, opened
 from tests.test_retrieval import FILES, LEGS
 
@@ -81,13 +81,51 @@ def test_every_search_is_planned_for_its_own_query(twins):
     and pools) made searches at 100k chunks 5-10x slower, so each run gets a plan of its own. At this size
     PostgreSQL keeps custom plans by itself, so the session's setting is what fails here when switched off."""
     _, postgres = twins
-    assert postgres.backend._db.execute("SHOW plan_cache_mode").fetchone() == ("force_custom_plan",)
     for question in QUESTIONS * 4:
         postgres.search(postgres.query(question), SearchRequest("hybrid"))
-    plans = postgres.backend._db.execute(
-        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE '%%lexical_top%%'"
-    ).fetchall()
-    assert plans and all(generic == 0 and custom > 0 for generic, custom in plans), plans
+    # The lexical leg runs on a second connection, the dense leg on the first.
+    for connection, statement in ((postgres.backend._lexical_db, "lexical_top"),
+                                  (postgres.backend._db, "<#>")):
+        assert connection.execute("SHOW plan_cache_mode").fetchone() == ("force_custom_plan",)
+        plans = connection.execute("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                                   "WHERE statement LIKE %s", (f"%{statement}%",)).fetchall()
+        assert plans and all(generic == 0 and custom > 0 for generic, custom in plans), (statement, plans)
+
+
+def test_the_lexical_leg_runs_while_the_question_is_embedded(twins, monkeypatch):
+    """The lexical statement needs only the question's tokens, so it is sent before the question is embedded: here
+    the embedding waits for the statement to be sent (it would wait in vain if the legs ran one after the other),
+    and the passages are those of the search run with the question embedded first."""
+    _, postgres = twins
+    question = QUESTIONS[0]
+    expected = postgres.search(postgres.query(question), SearchRequest("hybrid"))  # also opens the second connection
+    sent, overlapped = threading.Event(), []
+    lexical_db, embedder = postgres.backend._lexical_db, postgres.embedder
+    execute, embed_query = lexical_db.execute, embedder.embed_query
+    monkeypatch.setattr(lexical_db, "execute", lambda *args, **kwargs: (sent.set(), execute(*args, **kwargs))[1])
+    monkeypatch.setattr(embedder, "embed_query", lambda text: (overlapped.append(sent.wait(10)), embed_query(text))[1])
+    query, found = postgres.find(question, SearchRequest("hybrid"))
+    assert overlapped == [True]
+    assert query.vector.tolist() == postgres.query(question).vector.tolist()
+    assert [(hit.chunk.id, hit.score) for hit in found.hits] == [(hit.chunk.id, hit.score) for hit in expected.hits]
+    assert found.document_frequencies == expected.document_frequencies
+
+
+def test_a_commit_between_the_two_legs_is_not_seen_half(request, tmp_path, embedder):
+    """The lexical leg runs on its own connection, so a commit can land between it and the dense leg; the search
+    then reads the lexical leg again in the dense leg's snapshot: frequencies, chunk count and hits agree."""
+    for n in range(2):
+        (tmp_path / f"note-{n}.txt").write_text(f"Note {n}: locker {n} holds box {n * 3}.", encoding="utf-8")
+    url = fresh_location(request, "postgresql", tmp_path)
+    assert ingest([tmp_path / "note-0.txt", tmp_path / "note-1.txt"], url, embedder).ok
+    (tmp_path / "note-2.txt").write_text("Note 2: locker 2 holds box 6.", encoding="utf-8")
+    with Index.open(url, embedder) as reader:
+        query = reader.query("locker")
+        finish = reader.backend.start_search(query.tokens, SearchRequest("hybrid", pool=10))
+        reader.backend._lexical.submit(lambda: None).result()  # the lexical leg has read the first state
+        assert ingest([tmp_path / "note-2.txt"], url, embedder).ok
+        found = finish(query)
+    assert found.document_frequencies["locker"] == found.chunk_count == len(found.hits) == 3
 
 
 def test_a_second_copy_finds_everything_there_and_embeds_nothing(twins, capsys):
@@ -96,21 +134,6 @@ def test_a_second_copy_finds_everything_there_and_embeds_nothing(twins, capsys):
     assert (f"Copied 0 files (0 chunks, nothing re-embedded) into {postgres.location}; {len(TWIN_FILES)} already "
             "there") in capsys.readouterr().out
     assert postgres.stats()["chunks"] == local.stats()["chunks"]
-
-
-def test_the_sql_path_filter_is_the_local_one(pg_database):
-    import psycopg
-
-    paths = ["/docs/a.md", "/docs/sub/b.MD", "/docs/c.txt", "notes/d.md", "/e/.bashrc", "/f/g.tar.gz", "x.md"]
-    globs = [None, "*.md", "/docs/*", "docs/*.md", "sub/*", "*/d.md", "/docs/?.txt", "[!x]*.md"]
-    with psycopg.connect(pg_database) as connection:
-        for glob in globs:
-            for types in [(), ("md",), (".TXT", "gz")]:
-                condition, parameters = path_filter(glob, types)
-                sql = f"SELECT c.path FROM unnest(%(paths)s::text[]) AS c(path) WHERE {condition or 'true'}"
-                chosen = [row[0] for row in connection.execute(sql, {"paths": paths, **parameters})]
-                request = SearchRequest(path_glob=glob, file_types=types)
-                assert chosen == [path for path in paths if request.allows(path)], (glob, types)
 
 
 def test_readers_see_committed_states_of_another_process_consistently(request, index_location, tmp_path, embedder):

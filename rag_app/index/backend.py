@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePath
@@ -158,6 +158,10 @@ class IndexBackend(Protocol):
     def file_chunks(self, paths: Sequence[str]) -> list[FileChunks]: ...
 
     def search(self, query: Query, request: SearchRequest) -> Candidates: ...
+
+    def start_search(self, tokens: Sequence[str], request: SearchRequest) -> Callable[[Query], Candidates]:
+        """Begin what needs only the query's tokens; the returned function finishes with the embedded query."""
+        ...
 
     def transaction(self) -> AbstractContextManager[Any]: ...
 

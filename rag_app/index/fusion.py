@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from rag_app.index.backend import SearchRequest
+from rag_app.types import Chunk, Hit
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int) -> dict[int, float]:
@@ -35,3 +36,23 @@ def fuse(dense: Sequence[tuple[int, float]], lexical: Sequence[tuple[int, float]
     if request.fusion == "weighted":
         return weighted_fusion([(dense, request.dense_weight), (lexical, 1.0 - request.dense_weight)])
     return reciprocal_rank_fusion([[i for i, _ in hits] for hits in (dense, lexical) if hits], request.rrf_k)
+
+
+def fused_hits(dense: Sequence[tuple[int, float]], lexical: Sequence[tuple[int, float]], request: SearchRequest,
+               read: Callable[[Sequence[int]], Mapping[int, Chunk]]) -> list[Hit]:
+    """The fused candidates as hits, best first (on equal scores dense hits in dense order, then lexical-only ones),
+    at most `request.rows` of those the filters allow. Chunks are read best first, only as many as the caller
+    reads: at 100k chunks reading all ~175 fused candidates and their vectors took ~8 ms of a ~40 ms search whose
+    stages used 5-10 of them."""
+    fused = fuse(dense, lexical, request)
+    ordered = sorted(fused, key=fused.__getitem__, reverse=True)
+    wanted = request.rows or max(len(ordered), 1)
+    hits: list[Hit] = []
+    for start in range(0, len(ordered), wanted):
+        batch = ordered[start:start + wanted]
+        chunks = read(batch)
+        hits.extend(Hit(chunks[chunk_id], fused[chunk_id]) for chunk_id in batch
+                    if chunk_id in chunks and request.allows(chunks[chunk_id].path))
+        if len(hits) >= wanted:
+            return hits[:wanted]
+    return hits

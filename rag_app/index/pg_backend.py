@@ -2,8 +2,9 @@
 
 `postgresql://user@host:port/db?schema=NAME` (without `schema`: `public`). Every write method is one transaction
 (nested: a savepoint), so a killed writer leaves the last committed state. Writers take a session advisory lock on
-the schema and wait for one another; readers never wait, and each read is one statement over one snapshot, so
-readers in other processes see each committed write at once, without reopening. docs/postgres.md has the design.
+the schema and wait for one another; readers never wait, and each search reads one committed state (one snapshot,
+with the lexical leg read again in it when a commit landed between the legs), so readers in other processes see
+each committed write at once, without reopening. docs/postgres.md has the design.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from threading import RLock
 from typing import Any
 
@@ -22,6 +25,7 @@ import numpy as np
 from rag_app import __version__
 from rag_app.index.backend import Candidates, FileChunks, FileRecord, IndexFacts, Query, SearchRequest
 from rag_app.index.errors import IndexBusyError, IndexCorruptError, IndexError_, IndexNotFoundError
+from rag_app.index.fusion import fused_hits
 from rag_app.index.lexical import TOKENIZER_VERSION
 from rag_app.index.location import shown
 from rag_app.index.pg_schema import (
@@ -36,9 +40,9 @@ from rag_app.index.pg_schema import (
     vector_column_ddl,
 )
 from rag_app.index.pg_server import libpq_url
-from rag_app.index.pg_sql import EF_SEARCH, search_parameters, search_statement
+from rag_app.index.pg_sql import DENSE_SQL, EF_SEARCH, lexical_parameters, lexical_statement
 from rag_app.index.pg_write import delete_paths, insert_files
-from rag_app.types import Chunk, Hit
+from rag_app.types import Chunk
 
 WRITER_WAIT_VARIABLE = "RAG_APP_PG_WRITER_WAIT"
 WRITER_WAIT_SECONDS = 3600.0
@@ -96,6 +100,8 @@ class PostgresBackend:
         self._writer = writer
         self._lock = RLock()
         self.probed = True  # whether lexical candidates are scored by probes (pg_sql); set from the index on open
+        self._lexical: ThreadPoolExecutor | None = None  # with _lexical_db: see _lexical_connection
+        self._lexical_db: Any = None
 
     # ---- opening -------------------------------------------------------------------------------------------
 
@@ -214,6 +220,10 @@ class PostgresBackend:
 
     def close(self) -> None:
         with self._lock:
+            if self._lexical is not None:
+                self._lexical.shutdown()
+                self._lexical_db.close()
+                self._lexical = None
             self._db.close()  # also releases the writer's advisory lock
 
     # ---- meta ----------------------------------------------------------------------------------------------
@@ -342,18 +352,51 @@ class PostgresBackend:
                 for path, found in grouped.items()]
 
     def search(self, query: Query, request: SearchRequest) -> Candidates:
-        """Both legs, fused, filtered, with the hits' vectors and the query terms' frequencies: one statement."""
-        sql, parameters = search_statement(request, self.probed)
-        rows = self._execute(sql, {**search_parameters(query, request), **parameters}, binary=True).fetchall()
-        chunk_count, frequencies = rows[0][0], rows[0][1]
-        hits, vectors = [], {}
-        for row in rows:
-            if row[2] is None:
-                continue
-            chunk = _row_to_chunk(row[2:13])
-            hits.append(Hit(chunk, float(row[13])))
-            vectors[chunk.content_hash] = row[16].to_numpy()
-        return Candidates(hits, vectors, {term: int(value) for term, value in frequencies.items()}, int(chunk_count))
+        """Both legs, fused, filtered, with the hits' vectors and the query terms' frequencies."""
+        return self.start_search(query.tokens, request)(query)
+
+    def start_search(self, tokens: Sequence[str], request: SearchRequest) -> Callable[[Query], Candidates]:
+        """Send the lexical leg (it needs only the tokens) on the second connection now; the returned function
+        takes the embedded query, runs the dense leg, fuses both as the local backend does and reads the hits.
+        The dense leg and the reads share one snapshot; where the lexical leg saw another generation (a commit
+        landed between them) it runs again in that snapshot, so a search still sees one committed state."""
+        sql, parameters = lexical_statement(self.probed), lexical_parameters(tokens, request)
+        lexical_db = self._lexical_connection()
+        lexical = self._lexical.submit(lambda: lexical_db.execute(sql, parameters, binary=True).fetchone())
+
+        def finish(query: Query) -> Candidates:
+            pool = 0 if request.mode == "lexical" else request.pool
+            with self._lock, self._db.transaction():
+                self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                generation, dense_ids, dense_scores = self._db.execute(
+                    DENSE_SQL, {"vector": query.vector, "pool": pool}, binary=True).fetchone()
+                seen, chunk_count, frequencies, ids, scores = lexical.result()
+                if seen != generation:
+                    seen, chunk_count, frequencies, ids, scores = self._db.execute(
+                        sql, parameters, binary=True).fetchone()
+                vectors: dict[str, np.ndarray] = {}
+                hits = fused_hits(list(zip(dense_ids, dense_scores, strict=True)),
+                                  list(zip(ids, scores, strict=True)), request,
+                                  partial(self._chunks_with_vectors, vectors=vectors))
+            return Candidates(hits, {hit.chunk.content_hash: vectors[hit.chunk.content_hash] for hit in hits},
+                              {term: int(value) for term, value in frequencies.items()}, int(chunk_count))
+
+        return finish
+
+    def _chunks_with_vectors(self, ids: Sequence[int], vectors: dict[str, np.ndarray]) -> dict[int, Chunk]:
+        """The stored chunks with these ids; their vectors go into `vectors` by content hash."""
+        rows = self._execute(f"SELECT {_CHUNK_COLUMNS}, embedding FROM chunks WHERE id = ANY(%s::bigint[])",
+                             ([int(value) for value in ids],), binary=True).fetchall()
+        vectors.update((row[10], row[11].to_numpy()) for row in rows if row[11] is not None)
+        return {row[0]: _row_to_chunk(row) for row in rows}
+
+    def _lexical_connection(self) -> Any:
+        """The connection that runs lexical legs on its own thread, opened at the first search."""
+        with self._lock:
+            if self._lexical is None:
+                self._lexical_db = connect(self.location)[0]
+                self._lexical = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-lexical")
+            return self._lexical_db
 
 
 def _require_extension(url: str, create: bool) -> tuple[Any, str]:
