@@ -107,14 +107,18 @@ def latency(args: argparse.Namespace, url: str) -> None:
           f"(Retriever.search, query embedding included, {args.queries} SciFact claims)")
     timed_copy(args.large_index, url)
     queries = list(load_beir(SCIFACT, "train").judged_queries().values())[:args.queries]
+    print("Interleaved per query (local first for even ones, PostgreSQL first for odd ones), both warmed first.")
     print("| backend | mode | p50 ms | p95 ms | search only p50 / p95 ms |\n|---|---|---|---|---|")
-    for name, location in (("local", args.large_index), ("postgresql", url)):
-        with Index.open(location, embedder) as index:
-            for mode in MODES:
-                whole, search = time_queries(index, queries, SearchOptions(mode=mode))
+    with Index.open(args.large_index, embedder) as local, Index.open(url, embedder) as postgres:
+        backends = {"local": local, "postgresql": postgres}
+        for mode in MODES:
+            timed = time_queries(backends, queries, SearchOptions(mode=mode))
+            for name, (whole, search) in timed.items():
                 print(f"| {name} | {mode} | {percentile(whole, 0.5):.1f} | {percentile(whole, 0.95):.1f} | "
                       f"{percentile(search, 0.5):.1f} / {percentile(search, 0.95):.1f} |", flush=True)
-    print(f"  [load {describe_load()}]")
+            differences = [pg - mine for pg, mine in zip(timed["postgresql"][0], timed["local"][0], strict=True)]
+            print(f"|  | {mode}: PostgreSQL - local per query | {percentile(differences, 0.5):+.1f} | "
+                  f"{percentile(differences, 0.95):+.1f} | |  [load {describe_load()}]", flush=True)
 
 
 def fidelity(args: argparse.Namespace, url: str) -> None:
@@ -152,21 +156,25 @@ def fidelity(args: argparse.Namespace, url: str) -> None:
     print(f"  [load {describe_load()}]")
 
 
-def time_queries(index: Index, queries: list[str], options: SearchOptions) -> tuple[list[float], list[float]]:
-    """Milliseconds per query through Retriever.search (embedding included), and of the backend's search alone."""
-    retriever = Retriever(index)
-    retriever.search(queries[0], options)  # warm-up: loads the local copies, fills PostgreSQL's cache
+def time_queries(indexes: dict[str, Index], queries: list[str],
+                 options: SearchOptions) -> dict[str, tuple[list[float], list[float]]]:
+    """Per index, milliseconds per query through Retriever.search (embedding included) and of the backend's search
+    alone, the indexes taking turns per query."""
+    retrievers = {name: Retriever(index) for name, index in indexes.items()}
     request = SearchRequest.from_options(options, rows=ROWS_PER_PASSAGE * options.k)  # as Retriever.search asks
-    whole, search = [], []
-    for text in queries:
-        began = time.perf_counter()
-        retriever.search(text, options)
-        whole.append((time.perf_counter() - began) * 1000)
-        query = index.query(text)
-        began = time.perf_counter()
-        index.search(query, request)
-        search.append((time.perf_counter() - began) * 1000)
-    return whole, search
+    for retriever in retrievers.values():
+        retriever.search(queries[0], options)  # warm-up: loads the local copies, fills PostgreSQL's cache
+    timed: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in indexes}
+    for number, text in enumerate(queries):
+        for name in list(indexes)[::-1 if number % 2 else 1]:
+            began = time.perf_counter()
+            retrievers[name].search(text, options)
+            timed[name][0].append((time.perf_counter() - began) * 1000)
+            query = indexes[name].query(text)
+            began = time.perf_counter()
+            indexes[name].search(query, request)
+            timed[name][1].append((time.perf_counter() - began) * 1000)
+    return timed
 
 
 def main() -> None:
