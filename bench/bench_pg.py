@@ -132,7 +132,7 @@ def fidelity(args: argparse.Namespace, url: str) -> None:
     with Index.open(url, embedder) as index:
         queries = [index.query(text) for text in claims]
         print(f"\n## Lexical top 10 at {index.stats()['chunks']} chunks, probed and rescored against exact BM25 "
-              f"({len(queries)} SciFact claims; the statement alone)\n"
+              f"({len(queries)} SciFact claims; the backend's lexical search alone)\n"
               "| form | recall of exact top 10 | p50 ms | p95 ms |\n|---|---|---|---|")
         found: dict[str, list[list[int]]] = {}
         per_term = pg_sql.PER_TERM

@@ -372,7 +372,7 @@ class PostgresBackend:
                     DENSE_SQL, {"vector": query.vector, "pool": pool}, binary=True).fetchone()
                 seen, chunk_count, frequencies, ids, scores = lexical.result()
                 if seen != generation:
-                    seen, chunk_count, frequencies, ids, scores = self._db.execute(
+                    _, chunk_count, frequencies, ids, scores = self._db.execute(
                         sql, parameters, binary=True).fetchone()
                 vectors: dict[str, np.ndarray] = {}
                 hits = fused_hits(list(zip(dense_ids, dense_scores, strict=True)),
